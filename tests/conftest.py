@@ -1,0 +1,40 @@
+"""Shared fixtures: a seeded rng, synthetic signals and the real sample media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import media
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    """Root of the fetched real media (``make media`` fetches it; tests fetch it if missing)."""
+    for name in media.SOURCES:
+        media.fetch(name)
+    return media.cache_root()
+
+
+@pytest.fixture(scope="session")
+def speech_path(media_dir: Path) -> Path:
+    return media_dir / "speech" / "Front_Center.wav"
+
+
+@pytest.fixture(scope="session")
+def video_path(media_dir: Path) -> Path:
+    """A real 5.6 s h264/aac mp4 (560x320, 30 fps, 48 kHz mono)."""
+    return media_dir / "videos" / "mp4.mp4"
+
+
+@pytest.fixture(scope="session")
+def bunny_path(media_dir: Path) -> Path:
+    """Big Buck Bunny, 5.3 s 720p with 6-channel AAC."""
+    return media_dir / "bunny" / "bigbuckbunny.mp4"

@@ -1,0 +1,35 @@
+import pytest
+
+from actions import ACTIONS, get_action, plan_json_schema
+from actions.base import ActionParams, parse_params
+from avagent.errors import ParameterError
+
+
+class _Gain(ActionParams):
+    gain_db: float = 0.0
+
+
+def test_unknown_action_lists_valid_names():
+    with pytest.raises(ParameterError, match="valid actions: spectral_subtraction"):
+        get_action("reverb")
+
+
+def test_parse_params_quotes_bad_value():
+    with pytest.raises(ParameterError, match=r"gain_db='loud'"):
+        parse_params(_Gain, "volume", {"gain_db": "loud"})
+    with pytest.raises(ParameterError, match=r"unknown parameter offset=3 \(valid: gain_db\)"):
+        parse_params(_Gain, "volume", {"offset": 3})
+
+
+def test_table_has_the_eight_actions_and_hum():
+    assert set(ACTIONS) == {
+        "spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating",
+        "remove_hum", "speed", "pitch", "volume", "fill_blanks",
+    }
+    assert {s.family for s in ACTIONS.values()} == {"noise", "coordination"}
+
+
+def test_plan_schema_names_every_action():
+    schema = plan_json_schema()
+    names = [v["properties"]["action"]["const"] for v in schema["properties"]["steps"]["items"]["anyOf"]]
+    assert names == list(ACTIONS)
