@@ -1,0 +1,238 @@
+"""The agent loop as a LangGraph ``StateGraph``: perceive → plan → act → reflect ⟲.
+
+Rules the graph enforces (the paper's, plus ours):
+- every round applies its plan to the ORIGINAL audio, never to the last round's output;
+- the untouched input is scored once (round 0) and a round is kept only if it beats the best so
+  far by ``MIN_GAIN``: a clean clip comes out untouched because nothing beats it;
+- the loop stops when the best version passes the threshold on both scores, when the planner has
+  nothing new to try, or at ``max_rounds`` (a budget, not an exception).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from actions import apply_action
+from agent.captions import audio_caption, video_caption
+from agent.state import AgentContext, AgentState, Plan, Round, Step
+from avagent.errors import AvagentError
+from reflection.facts import Facts
+from reflection.frames import FrameSet
+from reflection.scorers import Scores
+
+logger = logging.getLogger(__name__)
+
+MIN_GAIN = 0.01  # a repair must beat the best so far by this much in overall score
+TIMING_ACTIONS = {"speed", "pitch"}
+
+
+def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    _progress(ctx, "perceive", 0, 0.05)
+    t0 = time.perf_counter()
+    perceive_fn = ctx.perceive
+    if perceive_fn is None:
+        from agent.perceive import perceive as perceive_fn
+    y, sr = state["audio"], state["sr"]
+    facts: Facts = perceive_fn(
+        y, sr=sr, frames=state.get("frames"), audio_duration_s=y.shape[-1] / sr
+    )
+    captions = {
+        "audio": audio_caption(facts.audio),
+        "video": video_caption(facts.video) if facts.video is not None else "",
+    }
+    baseline = ctx.scorer.score_facts(facts)
+    logger.info("[%s] perceived: %s | baseline %s", ctx.job_id, captions["audio"], _fmt(baseline))
+    return {
+        "facts": facts,
+        "captions": captions,
+        "baseline": baseline,
+        "best_round": 0,
+        "best_audio": y,
+        "best_scores": baseline,
+        "round": 0,
+        "timings_s": {"perceive": time.perf_counter() - t0},
+    }
+
+
+def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    n = state["round"] + 1
+    _progress(ctx, "plan", n, 0.1 + 0.8 * (n - 1) / ctx.max_rounds)
+    t0 = time.perf_counter()
+    history = state.get("rounds", [])
+    try:
+        new_plan = ctx.planner.plan(state["facts"], state["captions"], history)
+    except AvagentError as exc:
+        from agent.planner import RulePlanner
+
+        logger.warning("[%s] planner %s failed (%s); using rules", ctx.job_id, ctx.planner.name, exc)
+        new_plan = RulePlanner().plan(state["facts"], state["captions"], history)
+        new_plan.notes.append(f"planner {ctx.planner.name!r} failed ({exc}); rule plan used")
+    logger.info("[%s] round %d plan: %s", ctx.job_id, n, new_plan.describe())
+    return {"plan": new_plan, "round": n, "timings_s": {"plan": time.perf_counter() - t0}}
+
+
+def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    n = state["round"]
+    _progress(ctx, "act", n, 0.1 + 0.8 * (n - 0.66) / ctx.max_rounds)
+    t0 = time.perf_counter()
+    y = state["audio"]  # the ORIGINAL, every round
+    sr = state["sr"]
+    kept: list[Step] = []
+    notes = list(state["plan"].notes)
+    for step in state["plan"].steps:
+        try:
+            y = apply_action(step.action, y, sr=sr, **step.params)
+            kept.append(step)
+        except AvagentError as exc:
+            logger.warning("[%s] action %s failed: %s", ctx.job_id, step.action, exc)
+            notes.append(f"step {step.action} skipped: {exc}")
+    done = state["plan"].model_copy(update={"steps": kept, "notes": notes})
+    return {"candidate": y, "plan": done, "timings_s": {"act": time.perf_counter() - t0}}
+
+
+def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    n = state["round"]
+    _progress(ctx, "reflect", n, 0.1 + 0.8 * (n - 0.33) / ctx.max_rounds)
+    t0 = time.perf_counter()
+    current_plan: Plan = state["plan"]
+    if not current_plan.steps:
+        scores = state["baseline"]  # nothing was done: the candidate is the input
+    else:
+        timing = any(s.action in TIMING_ACTIONS for s in current_plan.steps)
+        scores, _ = ctx.scorer.score(
+            state["candidate"],
+            sr=state["sr"],
+            frames=state.get("frames"),
+            before=state["facts"],
+            timing_changed=timing,
+        )
+    best: Scores = state["best_scores"]
+    improved = bool(current_plan.steps) and scores.overall > best.overall + MIN_GAIN
+    feedback = _feedback(scores, ctx.threshold, improved)
+    record = Round(
+        index=n, plan=current_plan, scores=scores, improved=improved, feedback=feedback
+    )
+    logger.info("[%s] round %d scores %s (%s)", ctx.job_id, n, _fmt(scores), feedback)
+    update: dict[str, Any] = {"rounds": [record], "timings_s": {"reflect": time.perf_counter() - t0}}
+    if improved:
+        update.update(best_round=n, best_audio=state["candidate"], best_scores=scores)
+    return update
+
+
+def route_after_reflect(
+    state: AgentState, runtime: Runtime[AgentContext]
+) -> Literal["plan", "finish"]:
+    ctx = runtime.context
+    rounds = state.get("rounds", [])
+    if state["best_scores"].passes(ctx.threshold):
+        return "finish"
+    if state["round"] >= ctx.max_rounds:
+        return "finish"
+    last = rounds[-1].plan if rounds else None
+    if last is None or not last.steps:
+        return "finish"  # the planner sees nothing (more) to do
+    if any(_same(r.plan, last) for r in rounds[:-1]):
+        return "finish"  # it repeats itself: more rounds would change nothing
+    return "plan"
+
+
+def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    _progress(runtime.context, "finish", state["round"], 0.95)
+    return {}
+
+
+def build_graph() -> Any:
+    """Compile the agent graph (nodes: perceive, plan, act, reflect, finish)."""
+    g = StateGraph(AgentState, context_schema=AgentContext)
+    g.add_node("perceive", perceive)
+    g.add_node("plan", plan)
+    g.add_node("act", act)
+    g.add_node("reflect", reflect)
+    g.add_node("finish", finish)
+    g.add_edge(START, "perceive")
+    g.add_edge("perceive", "plan")
+    g.add_edge("plan", "act")
+    g.add_edge("act", "reflect")
+    g.add_conditional_edges("reflect", route_after_reflect, {"plan": "plan", "finish": "finish"})
+    g.add_edge("finish", END)
+    return g.compile()
+
+
+@dataclass
+class AgentResult:
+    audio: np.ndarray  # the chosen version (the input itself when nothing beat it)
+    facts: Facts
+    captions: dict[str, str]
+    baseline: Scores
+    rounds: list[Round]
+    chosen_round: int  # 0 = untouched input
+    scores: Scores
+    accepted: bool
+    timings_s: dict[str, float]
+
+
+_GRAPH: Any = None
+
+
+def run_agent(
+    audio: np.ndarray, *, sr: int, frames: FrameSet | None, context: AgentContext
+) -> AgentResult:
+    """Run the loop on decoded audio (and sampled frames) and return the chosen version."""
+    global _GRAPH
+    if _GRAPH is None:
+        _GRAPH = build_graph()
+    state: AgentState = {"audio": audio, "sr": int(sr), "frames": frames}
+    out = _GRAPH.invoke(
+        state, context=context, config={"recursion_limit": 6 * context.max_rounds + 10}
+    )
+    best: Scores = out["best_scores"]
+    return AgentResult(
+        audio=out["best_audio"],
+        facts=out["facts"],
+        captions=out["captions"],
+        baseline=out["baseline"],
+        rounds=out.get("rounds", []),
+        chosen_round=out["best_round"],
+        scores=best,
+        accepted=best.passes(context.threshold),
+        timings_s={k: round(v, 4) for k, v in out.get("timings_s", {}).items()},
+    )
+
+
+def _same(a: Plan, b: Plan) -> bool:
+    return [(s.action, s.params) for s in a.steps] == [(s.action, s.params) for s in b.steps]
+
+
+def _feedback(s: Scores, threshold: float, improved: bool) -> str:
+    weak = [k for k, v in s.details.items() if v < threshold and not k.endswith("confidence")]
+    parts = []
+    if s.alignment < threshold:
+        parts.append(f"alignment {s.alignment:.2f} < {threshold}")
+    if s.sync < threshold:
+        parts.append(f"sync {s.sync:.2f} < {threshold}")
+    if weak:
+        parts.append("weak: " + ", ".join(weak))
+    parts.append("kept as best" if improved else "not better than the best so far")
+    return "; ".join(parts)
+
+
+def _fmt(s: Scores) -> str:
+    return f"alignment={s.alignment:.3f} sync={s.sync:.3f}"
+
+
+def _progress(ctx: AgentContext, stage: str, rnd: int, fraction: float) -> None:
+    if ctx.progress is not None:
+        ctx.progress(
+            {"stage": stage, "round": rnd, "max_rounds": ctx.max_rounds, "fraction": fraction}
+        )

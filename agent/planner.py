@@ -1,0 +1,285 @@
+"""Planners: facts + captions + history → Plan. One interface, one registry.
+
+``rules``   an expert rule set mapping measured faults to actions and parameters (the default,
+            and the guard/fallback of any LLM planner);
+``random``  the paper's random-actions baseline (1–2 random actions with random valid parameters);
+``none``    pass-through: always the empty plan.
+
+Every plan goes through :func:`validate_plan` before it runs: steps that do not fit the action
+table are dropped and the plan's ``notes`` say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Protocol
+
+import numpy as np
+
+from actions import ACTIONS, get_action
+from actions.base import parse_params
+from agent.state import Plan, Round, Step
+from avagent.errors import AvagentError, ParameterError
+from reflection.facts import Facts, NoiseKind
+
+logger = logging.getLogger(__name__)
+
+PAL_RATE = 25.0 / 23.976  # audio clock / video clock after a PAL speed-up
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate_plan(plan: Plan) -> Plan:
+    """Check every step against the action table; drop the ones that do not fit, with a note."""
+    steps: list[Step] = []
+    notes = list(plan.notes)
+    for step in plan.steps:
+        try:
+            spec = get_action(step.action)
+            checked = parse_params(spec.params, step.action, step.params)
+        except ParameterError as exc:
+            notes.append(f"dropped invalid step: {exc}")
+            continue
+        params = {k: v for k, v in checked.model_dump().items() if k in step.params}
+        steps.append(Step(action=step.action, params=params, reasoning=step.reasoning))
+    return Plan(steps=steps, planner=plan.planner, notes=notes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules
+
+# Loudness window a careful listener accepts without correction; outside it we normalise to the
+# delivery target (online video: -16 LUFS, cf. AES TD1004 streaming recommendation).
+LOUDNESS_LOW_LUFS = -30.0
+LOUDNESS_HIGH_LUFS = -9.0
+TARGET_LUFS = -16.0
+NOISE_SNR_DB = 20.0  # below this, broadband noise is worth treating
+MUSIC_SNR_DB = 12.0  # with music present, only treat clearly audible noise
+SYNC_MIN_CONFIDENCE = 0.5
+SYNC_MIN_MS = 40.0  # below this an offset is not perceptible and not worth the risk
+
+# Denoisers to try per noise kind, best first (ordered by the actions benchmark, docs/actions.md).
+DENOISERS: dict[NoiseKind, list[tuple[str, dict[str, Any]]]] = {
+    NoiseKind.BROADBAND: [
+        ("wiener", {}),
+        ("spectral_gating", {"stationary": True}),
+        ("spectral_subtraction", {}),
+    ],
+    NoiseKind.LOW_RUMBLE: [
+        ("spectral_gating", {"stationary": False}),
+        ("wiener", {}),
+    ],
+    NoiseKind.BABBLE: [
+        ("spectral_gating", {"stationary": False, "prop_decrease": 0.7}),
+        ("wiener", {}),
+    ],
+}
+
+
+class RulePlanner:
+    """Expert rules: each measured fault maps to the action (and parameters) that undoes it.
+
+    Round 1 uses the first-choice denoiser; later rounds read the reflection feedback: a low
+    alignment score tries the next denoiser for the same noise, a sync score that fell after a
+    shift drops the shift (a wrong shift is worse than none).
+    """
+
+    name = "rules"
+
+    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan:
+        attempt = len(history)  # 0 on the first round
+        last = history[-1] if history else None
+        drop_sync = bool(
+            last
+            and any(s.action == "speed" and "offset_ms" in s.params for s in last.plan.steps)
+            and last.scores.sync < _baseline_sync(history)
+        )
+        steps: list[Step] = []
+        notes: list[str] = []
+        a = facts.audio
+
+        if a.silent:
+            return Plan(steps=[], planner=self.name, notes=["input is silent: nothing to repair"])
+
+        if a.dropouts:
+            times = ", ".join(f"{d.start_s:.2f}–{d.end_s:.2f} s" for d in a.dropouts[:4])
+            steps.append(Step(
+                action="fill_blanks",
+                params={},
+                reasoning=f"{len(a.dropouts)} dropout(s) inside sound ({times}): fill from context",
+            ))
+
+        if a.hum_hz is not None and (a.noise_kind == NoiseKind.HUM or (a.hum_db or 0) >= 10):
+            steps.append(Step(
+                action="remove_hum",
+                params={"fundamental_hz": round(float(a.hum_hz), 2)},
+                reasoning=f"tonal mains hum at {a.hum_hz:.1f} Hz, {a.hum_db or 0:.0f} dB above "
+                "the floor: notch it and its harmonics",
+            ))
+
+        denoise = self._denoiser(facts, attempt, history)
+        if denoise is not None:
+            steps.append(denoise)
+
+        sync = facts.sync
+        video_s = facts.video.duration_s if facts.video else None
+        if sync is not None and sync.verdict == "drift" and sync.rate and abs(sync.rate - 1) > 5e-4:
+            rate = 1.0 / sync.rate
+            kind = "PAL speed-up" if abs(sync.rate - PAL_RATE) < 0.004 else "clock drift"
+            params: dict[str, Any] = {"rate": round(rate, 6)}
+            if video_s:
+                params["target_duration_s"] = round(video_s, 4)
+            steps.append(Step(
+                action="speed",
+                params=params,
+                reasoning=f"audio runs {100 * (sync.rate - 1):+.2f}% fast ({kind}): "
+                f"play at {rate:.4f}× to restore duration and pitch",
+            ))
+        elif (
+            sync is not None
+            and sync.verdict == "offset"
+            and sync.audio_delay_ms is not None
+            and abs(sync.audio_delay_ms) >= SYNC_MIN_MS
+            and sync.confidence >= SYNC_MIN_CONFIDENCE
+        ):
+            if drop_sync:
+                notes.append("the shift lowered the sync score last round: not shifting")
+            else:
+                d = float(sync.audio_delay_ms)
+                params = {"offset_ms": round(-d, 1)}
+                if video_s:
+                    params["target_duration_s"] = round(video_s, 4)
+                steps.append(Step(
+                    action="speed",
+                    params=params,
+                    reasoning=f"sound is {abs(d):.0f} ms {'late' if d > 0 else 'early'} against "
+                    f"the picture (confidence {sync.confidence:.2f}): shift it "
+                    f"{'earlier' if d > 0 else 'later'}",
+                ))
+        elif sync is not None and sync.verdict == "cannot_tell":
+            notes.append("sync cannot be told from this clip: no shift (a guess is worse)")
+
+        loud = a.loudness_lufs
+        if loud is not None and (
+            loud < LOUDNESS_LOW_LUFS
+            or loud > LOUDNESS_HIGH_LUFS
+            or (a.true_peak_dbtp is not None and a.true_peak_dbtp > 0.0)
+        ):
+            why = "too quiet" if loud < LOUDNESS_LOW_LUFS else "too loud / peaks over 0 dBTP"
+            steps.append(Step(
+                action="volume",
+                params={"target_lufs": TARGET_LUFS},
+                reasoning=f"loudness {loud:.1f} LUFS is {why}: normalise to {TARGET_LUFS:.0f} LUFS "
+                "with a −1 dBTP ceiling",
+            ))
+        return validate_plan(Plan(steps=steps, planner=self.name, notes=notes))
+
+    def _denoiser(self, facts: Facts, attempt: int, history: list[Round]) -> Step | None:
+        a = facts.audio
+        choices = DENOISERS.get(a.noise_kind)
+        if not choices:
+            return None
+        limit = MUSIC_SNR_DB if a.music_likelihood >= 0.5 else NOISE_SNR_DB
+        if a.snr_db >= limit:
+            return None
+        # Later rounds: if alignment did not pass, try the next denoiser for this noise.
+        index = 0
+        if history and not history[-1].scores.alignment >= 0.85:
+            index = min(attempt, len(choices) - 1)
+        action, params = choices[index]
+        music = " (music present: gentle)" if a.music_likelihood >= 0.5 else ""
+        return Step(
+            action=action,
+            params=dict(params),
+            reasoning=f"{a.noise_kind.value} noise at about {a.snr_db:.0f} dB SNR{music}: "
+            f"{action.replace('_', ' ')}" + (" (next choice after feedback)" if index else ""),
+        )
+
+
+def _baseline_sync(history: list[Round]) -> float:
+    # Rounds do not carry the baseline; the best earlier non-shift round stands in for it.
+    others = [r.scores.sync for r in history[:-1]]
+    return max(others) if others else 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines
+
+
+class RandomPlanner:
+    """The paper's random-actions baseline: 1–2 random actions with random valid parameters.
+
+    Seeded from the clip's facts, so the same clip gets the same random plan (reproducible runs).
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan:
+        key = f"{self.seed}:{facts.audio.duration_s:.3f}:{facts.audio.loudness_lufs}:{len(history)}"
+        rng = np.random.default_rng(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16))
+        names = list(ACTIONS)
+        picked = rng.choice(len(names), size=int(rng.integers(1, 3)), replace=False)
+        steps = []
+        for i in picked:
+            name = names[int(i)]
+            steps.append(Step(action=name, params=_random_params(name, rng), reasoning="random"))
+        return validate_plan(Plan(steps=steps, planner=self.name))
+
+
+def _random_params(name: str, rng: np.random.Generator) -> dict[str, Any]:
+    if name == "speed":
+        return {"offset_ms": float(np.round(rng.uniform(-800, 800), 1))}
+    if name == "pitch":
+        return {"semitones": float(np.round(rng.uniform(-1, 1), 2))}
+    if name == "volume":
+        return {"target_lufs": float(np.round(rng.uniform(-30, -12), 1))}
+    if name == "spectral_gating":
+        return {"stationary": bool(rng.integers(0, 2))}
+    return {}
+
+
+class NonePlanner:
+    """Pass-through: the input comes out untouched."""
+
+    name = "none"
+
+    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan:
+        return Plan(steps=[], planner=self.name, notes=["planner 'none': pass-through"])
+
+
+# name -> "module:Class"; heavy planners (LLM) import lazily.
+PLANNERS: dict[str, str] = {
+    "rules": "agent.planner:RulePlanner",
+    "random": "agent.planner:RandomPlanner",
+    "none": "agent.planner:NonePlanner",
+}
+
+
+def get_planner(name: str, **kwargs: Any) -> Planner:
+    """Instantiate planner ``name``; unknown names list the valid ones."""
+    import importlib
+
+    try:
+        target = PLANNERS[name]
+    except KeyError:
+        raise ParameterError(
+            f"unknown planner {name!r}; valid planners: {', '.join(PLANNERS)}"
+        ) from None
+    module, _, cls = target.partition(":")
+    try:
+        planner: Planner = getattr(importlib.import_module(module), cls)(**kwargs)
+    except AvagentError:
+        raise
+    return planner

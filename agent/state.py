@@ -1,0 +1,100 @@
+"""The agent's state, its run context, and the plan/round records that end up in report.json."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from reflection.facts import Facts
+from reflection.frames import FrameSet
+from reflection.scorers import Scores
+
+if TYPE_CHECKING:  # only for type checkers: keeps planner imports lazy at run time
+    from agent.planner import Planner
+    from reflection.scorers import Scorer
+
+__all__ = ["AgentContext", "AgentState", "Plan", "Round", "Scores", "Step"]
+
+
+class Step(BaseModel):
+    """One action of a plan, with parameters and a one-line reason a person can read."""
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    reasoning: str = ""
+
+
+class Plan(BaseModel):
+    """An ordered list of steps. An empty plan ("leave it as it is") is a valid plan."""
+
+    steps: list[Step] = Field(default_factory=list)
+    planner: str = ""
+    notes: list[str] = Field(default_factory=list, description="validation repairs, fallbacks")
+
+    def describe(self) -> str:
+        if not self.steps:
+            return "no action"
+        return " → ".join(
+            s.action + "(" + ", ".join(f"{k}={v}" for k, v in s.params.items()) + ")"
+            for s in self.steps
+        )
+
+
+class Round(BaseModel):
+    index: int  # 1-based; round 0 is the untouched input (the baseline)
+    plan: Plan
+    scores: Scores
+    improved: bool = Field(description="beat the best so far and became the candidate output")
+    feedback: str = ""
+    timings_s: dict[str, float] = Field(default_factory=dict)
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class AgentContext:
+    """Run-scoped dependencies, handed in by the service layer (the agent reads no Settings)."""
+
+    planner: Planner
+    scorer: Scorer
+    max_rounds: int = 3
+    threshold: float = 0.85
+    perceive: Callable[..., Facts] | None = None  # default: agent.perceive.perceive
+    progress: ProgressFn | None = None
+    job_id: str = "-"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def add_timings(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Reducer: node timings accumulate over rounds (seconds per stage)."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out
+
+
+class AgentState(TypedDict, total=False):
+    # Inputs (never modified: every round starts from the ORIGINAL audio).
+    audio: np.ndarray  # (channels, n) or (n,)
+    sr: int
+    frames: FrameSet | None
+    # Perception.
+    facts: Facts
+    captions: dict[str, str]
+    # Loop.
+    baseline: Scores  # the untouched input, scored once: a repair must beat it
+    round: int
+    plan: Plan
+    candidate: np.ndarray  # audio produced by this round's plan
+    candidate_scores: Scores
+    rounds: Annotated[list[Round], operator.add]
+    best_round: int  # 0 = the untouched input
+    best_audio: np.ndarray
+    best_scores: Scores
+    timings_s: Annotated[dict[str, float], add_timings]

@@ -1,0 +1,162 @@
+"""Reflection scorers: how well does a version of the audio fit its picture? Both in [0, 1].
+
+``embedded`` (default, CPU, offline) re-measures the candidate audio and turns the facts into two
+calibrated scores. Formulas (each component is 1.0 when nothing is wrong; 0.85 is "a careful
+listener would accept this"; constants are calibrated on the benchmark, see docs/agent.md):
+
+alignment = noise · hum · loudness · dropouts · clipping, where
+    noise    = σ((snr_db − 14) / 3.5)              0.85 at 20 dB SNR, 0.5 at 14 dB
+    hum      = σ((10 − hum_db) / 3)                 only when a hum line is found
+    loudness = exp(−(d / 8)²)                       d = LU outside [−30, −9] LUFS
+    dropouts = 0.6 ** n_dropouts
+    clipping = max(0, 1 − 200 · clipping_fraction)
+sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²), c = sync confidence
+    "cannot tell" (c = 0) gives 0.85: undecidable is not penalised, so the loop never forces a
+    guessed shift. A duration mismatch (drift / PAL left in) multiplies by
+    exp(−(|ratio − 1| / 0.01)²).
+Audio-only inputs get sync = 1 (nothing to be in sync with).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from avagent.errors import ParameterError
+from reflection.facts import AudioFacts, Facts, SyncFacts
+from reflection.frames import FrameSet
+
+ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
+
+
+class Scores(BaseModel):
+    """Reflection's verdict on one version of the audio, both in [0, 1]."""
+
+    alignment: float = Field(ge=0.0, le=1.0)
+    sync: float = Field(ge=0.0, le=1.0)
+    details: dict[str, float] = Field(default_factory=dict, description="score components")
+
+    @property
+    def overall(self) -> float:
+        # The loop keeps the round with the best overall score; both must pass the threshold.
+        return 0.5 * (self.alignment + self.sync)
+
+    def passes(self, threshold: float) -> bool:
+        return self.alignment >= threshold and self.sync >= threshold
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score_facts(self, facts: Facts) -> Scores:
+        """Score measured facts (used for the untouched input: perception already measured it)."""
+        ...
+
+    def score(
+        self,
+        y: np.ndarray,
+        *,
+        sr: int,
+        frames: FrameSet | None,
+        before: Facts,
+        timing_changed: bool,
+    ) -> tuple[Scores, Facts]:
+        """Re-measure candidate audio ``y`` and score it; also return what was measured."""
+        ...
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def alignment_components(a: AudioFacts) -> dict[str, float]:
+    if a.silent:
+        return {"noise": 0.0, "hum": 1.0, "loudness": 0.0, "dropouts": 1.0, "clipping": 1.0}
+    noise = _sigmoid((a.snr_db - 14.0) / 3.5)
+    hum = _sigmoid((10.0 - a.hum_db) / 3.0) if a.hum_hz is not None and a.hum_db else 1.0
+    loud = 1.0
+    if a.loudness_lufs is not None:
+        d = max(0.0, -30.0 - a.loudness_lufs, a.loudness_lufs - (-9.0))
+        loud = math.exp(-((d / 8.0) ** 2))
+    drop = 0.6 ** len(a.dropouts)
+    clip = max(0.0, 1.0 - 200.0 * a.clipping_fraction)
+    return {"noise": noise, "hum": hum, "loudness": loud, "dropouts": drop, "clipping": clip}
+
+
+def sync_components(s: SyncFacts | None) -> dict[str, float]:
+    if s is None:
+        return {"sync_offset": 1.0, "sync_duration": 1.0, "sync_confidence": 1.0}
+    c = float(s.confidence) if s.audio_delay_ms is not None else 0.0
+    r = abs(s.audio_delay_ms) if s.audio_delay_ms is not None else 0.0
+    g = ACCEPT ** ((r / 40.0) ** 2)
+    offset = c * g + (1.0 - c) * ACCEPT
+    dur = 1.0
+    if s.duration_ratio is not None:
+        dur = math.exp(-((abs(s.duration_ratio - 1.0) / 0.01) ** 2))
+    return {"sync_offset": offset, "sync_duration": dur, "sync_confidence": c}
+
+
+class EmbeddedScorer:
+    """Signal-based scorer: re-measures the audio (and sync when timing changed)."""
+
+    name = "embedded"
+
+    def score_facts(self, facts: Facts) -> Scores:
+        comp = alignment_components(facts.audio)
+        scomp = sync_components(facts.sync) if facts.video is not None else sync_components(None)
+        alignment = float(np.prod(list(comp.values())))
+        sync = scomp["sync_offset"] * scomp["sync_duration"]
+        details = {**comp, **scomp}
+        return Scores(
+            alignment=_clip01(alignment), sync=_clip01(sync), details=_rounded(details)
+        )
+
+    def score(
+        self,
+        y: np.ndarray,
+        *,
+        sr: int,
+        frames: FrameSet | None,
+        before: Facts,
+        timing_changed: bool,
+    ) -> tuple[Scores, Facts]:
+        from reflection.analysis.audio import analyze_audio
+
+        audio = analyze_audio(y, sr=sr)
+        sync = before.sync
+        if frames is not None and timing_changed:
+            from reflection.analysis.sync import estimate_sync
+
+            sync = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+        facts = Facts(audio=audio, video=before.video, sync=sync)
+        return self.score_facts(facts), facts
+
+
+def _clip01(x: float) -> float:
+    return float(min(1.0, max(0.0, x)))
+
+
+def _rounded(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in d.items()}
+
+
+SCORERS: dict[str, str] = {
+    "embedded": "reflection.scorers:EmbeddedScorer",
+}
+
+
+def get_scorer(name: str, **kwargs: Any) -> Scorer:
+    """Instantiate scorer ``name``; unknown names list the valid ones."""
+    try:
+        target = SCORERS[name]
+    except KeyError:
+        raise ParameterError(
+            f"unknown scorer {name!r}; valid scorers: {', '.join(SCORERS)}"
+        ) from None
+    module, _, cls = target.partition(":")
+    scorer: Scorer = getattr(importlib.import_module(module), cls)(**kwargs)
+    return scorer

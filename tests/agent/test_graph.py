@@ -1,0 +1,157 @@
+"""The loop's logic, driven by scripted planners/scorers: shape, stopping, best-round, original audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.graph import build_graph, run_agent
+from agent.planner import RulePlanner
+from agent.state import AgentContext, Plan, Step
+from avagent.errors import BackendError
+from reflection.facts import AudioFacts, Facts
+from reflection.scorers import Scores
+
+SR = 16000
+
+
+def _facts(**audio) -> Facts:
+    base = dict(
+        duration_s=1.0, sample_rate=SR, channels=1, silent=False, loudness_lufs=-20.0,
+        true_peak_dbtp=-3.0, noise_floor_db=-80.0, snr_db=40.0,
+    )
+    base.update(audio)
+    return Facts(audio=AudioFacts(**base))
+
+
+class ScriptedPlanner:
+    name = "scripted"
+
+    def __init__(self, plans):
+        self.plans = list(plans)
+        self.calls = 0
+
+    def plan(self, facts, captions, history):
+        p = self.plans[min(self.calls, len(self.plans) - 1)]
+        self.calls += 1
+        return p
+
+
+class ScriptedScorer:
+    """Scores candidates in the order given; records the audio it was shown."""
+
+    name = "scripted"
+
+    def __init__(self, baseline, rounds):
+        self.baseline = baseline
+        self.rounds = list(rounds)
+        self.seen: list[np.ndarray] = []
+
+    def score_facts(self, facts):
+        return Scores(alignment=self.baseline, sync=1.0)
+
+    def score(self, y, *, sr, frames, before, timing_changed):
+        self.seen.append(np.array(y, copy=True))
+        a = self.rounds[len(self.seen) - 1]
+        return Scores(alignment=a, sync=1.0), before
+
+
+def _gain(db: float) -> Plan:
+    return Plan(steps=[Step(action="volume", params={"gain_db": db}, reasoning="test")])
+
+
+def _ctx(planner, scorer, **kw) -> AgentContext:
+    return AgentContext(planner=planner, scorer=scorer, perceive=lambda y, **k: _facts(), **kw)
+
+
+@pytest.fixture
+def tone(rng) -> np.ndarray:
+    t = np.arange(SR) / SR
+    return (0.1 * np.sin(2 * np.pi * 440 * t) + 0.001 * rng.standard_normal(SR)).astype(np.float32)
+
+
+def test_graph_shape_snapshot():
+    g = build_graph().get_graph()
+    assert set(g.nodes) == {"__start__", "perceive", "plan", "act", "reflect", "finish", "__end__"}
+    edges = {(e.source, e.target, e.conditional) for e in g.edges}
+    assert edges == {
+        ("__start__", "perceive", False),
+        ("perceive", "plan", False),
+        ("plan", "act", False),
+        ("act", "reflect", False),
+        ("reflect", "plan", True),
+        ("reflect", "finish", True),
+        ("finish", "__end__", False),
+    }
+
+
+def test_clean_input_comes_out_untouched(tone):
+    planner = ScriptedPlanner([Plan()])
+    scorer = ScriptedScorer(baseline=0.95, rounds=[])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer))
+    assert res.chosen_round == 0
+    assert res.audio is tone
+    assert len(res.rounds) == 1 and not res.rounds[0].plan.steps
+    assert res.accepted
+    assert scorer.seen == []  # an empty plan is not re-measured
+
+
+def test_every_round_starts_from_the_original_audio(tone):
+    planner = ScriptedPlanner([_gain(6.0), _gain(6.0 + 1e-3), _gain(6.0 + 2e-3)])
+    scorer = ScriptedScorer(baseline=0.5, rounds=[0.6, 0.7, 0.8])
+    run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=3))
+    assert len(scorer.seen) == 3
+    want = 10 ** (6.0 / 20)
+    for y in scorer.seen:  # gains do not compound: each round saw original × ~2
+        ratio = np.sqrt(np.mean(y**2) / np.mean(tone**2))
+        assert ratio == pytest.approx(want, rel=1e-3)
+
+
+def test_best_round_is_kept_and_loop_stops_when_passing(tone):
+    planner = ScriptedPlanner([_gain(1.0), _gain(2.0), _gain(3.0)])
+    scorer = ScriptedScorer(baseline=0.4, rounds=[0.7, 0.5, 0.9])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=3))
+    assert [r.improved for r in res.rounds] == [True, False, True]
+    assert res.chosen_round == 3 and res.accepted
+    planner2 = ScriptedPlanner([_gain(1.0), _gain(2.0), _gain(3.0)])
+    scorer2 = ScriptedScorer(baseline=0.4, rounds=[0.9, 0.95, 0.99])
+    res2 = run_agent(tone, sr=SR, frames=None, context=_ctx(planner2, scorer2, max_rounds=3))
+    assert len(res2.rounds) == 1 and res2.chosen_round == 1  # passed: no more rounds
+
+
+def test_worse_repairs_leave_the_input(tone):
+    planner = ScriptedPlanner([_gain(1.0), _gain(2.0)])
+    scorer = ScriptedScorer(baseline=0.8, rounds=[0.6, 0.7])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=2))
+    assert res.chosen_round == 0 and res.audio is tone
+    assert len(res.rounds) == 2  # the budget ends the loop, not an exception
+    assert not res.accepted
+
+
+def test_repeated_plan_stops_the_loop(tone):
+    planner = ScriptedPlanner([_gain(1.0)])
+    scorer = ScriptedScorer(baseline=0.4, rounds=[0.5, 0.5, 0.5])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=3))
+    assert len(res.rounds) == 2
+
+
+def test_planner_failure_falls_back_to_rules(tone):
+    class Broken:
+        name = "broken"
+
+        def plan(self, facts, captions, history):
+            raise BackendError("server down")
+
+    scorer = ScriptedScorer(baseline=0.95, rounds=[])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(Broken(), scorer))
+    assert any("rule plan used" in n for n in res.rounds[0].plan.notes)
+    assert res.rounds[0].plan.planner == RulePlanner.name
+
+
+def test_failing_step_is_skipped_with_a_note(tone):
+    bad = Plan(steps=[Step(action="volume", params={}, reasoning="neither target nor gain")])
+    planner = ScriptedPlanner([bad])
+    scorer = ScriptedScorer(baseline=0.5, rounds=[0.5])
+    res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=1))
+    assert res.rounds[0].plan.steps == []
+    assert any("volume skipped" in n for n in res.rounds[0].plan.notes)
