@@ -1,0 +1,1 @@
+"""Perception: measured audio, video and audio-visual facts (no I/O)."""
