@@ -869,10 +869,11 @@ def _write_remux(
                 video_end = max(video_end, t + float((packet.duration or 0) * packet.time_base))
             else:
                 t = video_end
-            while pos < arr.shape[1] and (pos / sr + origin) <= t + 0.5:
-                _encode_chunk(out, aout, arr[:, pos : pos + chunk], audio_start + pos, sr,
-                              audio_tb, layout)
-                pos += chunk
+            ahead = min(arr.shape[1], round((min(t + 0.5, max(end_s, video_end)) - origin) * sr))
+            while pos < ahead:
+                _encode_chunk(out, aout, arr[:, pos : min(pos + chunk, ahead)],
+                              audio_start + pos, sr, audio_tb, layout)
+                pos = min(pos + chunk, ahead)
             packet.stream = vout
             out.mux(packet)
         end = min(arr.shape[1], max(pos, round((max(video_end, end_s) - origin) * sr)))
@@ -882,7 +883,7 @@ def _write_remux(
         while pos < end:
             _encode_chunk(out, aout, arr[:, pos : min(pos + chunk, end)], audio_start + pos, sr,
                           audio_tb, layout)
-            pos += chunk
+            pos = min(pos + chunk, end)
         out.mux(aout.encode(None))
     finally:
         out.close()
