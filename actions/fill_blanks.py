@@ -1,0 +1,391 @@
+"""Fill blanks: find dropouts inside sound and fill them from the surrounding signal.
+
+Two kinds of dropout are found on the channel-summed magnitude (a dropout hits every channel):
+
+* ``digital_silence``: a run of samples with ``|y| <= 1e-6`` between ``min_gap_ms`` and
+  ``max_gap_ms`` long, with sound on both sides that stops and restarts abruptly;
+* ``gap``: a hole at least ``drop_db`` below the level on both sides, entered and left within a
+  few ms (a lost packet, a damaged tape, an attenuated block).
+
+Silence at the start or end, silences longer than ``max_gap_ms`` and pauses that fade out or in
+over tens of ms are genuine and left alone, so a clean clip comes back bit-identical.
+
+Filling is similarity-based (as in packet-loss concealment, cf. WSOLA / G.711 Appendix I): the
+last 10 ms before the gap are matched against the past to find the lag at which the signal best
+repeats itself (a multiple of the pitch period for voiced sound and music, at least as long as
+the gap when enough context exists, so no short loop is repeated); the samples that followed
+that match continue the signal forward. The same is done backward from the right edge, and the
+two continuations are cross-faded across the gap with a raised-cosine whose weights account for
+their correlation, so the level does not dip. Short cross-fades at both edges join the copies to
+the real signal without a click. Every channel uses the lags found on the channel sum, so the
+stereo image is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Self
+
+import numpy as np
+from pydantic import Field, model_validator
+from scipy.linalg import solve_toeplitz
+from scipy.signal import correlate
+
+from actions.base import ActionParams, parse_params
+from avagent.audio import validate_audio
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["digital_silence", "gap"]
+
+_SILENCE = 1e-6  # |y| at or below this is digital silence
+_FRAME_MS = 1.0  # envelope resolution of the gap detector
+_EDGE_MS = 3.0  # the level just outside a dropout ...
+_CONTEXT_MS = 20.0  # ... must be within _ABRUPT_DB of the level over this span before it
+_ABRUPT_DB = 15.0
+_LOUD_REL_DB = 45.0  # edges this far below the clip's loud level are not "sound"
+_TEMPLATE_MS = 10.0  # what is matched against the past to find the lag
+_MIN_LAG_MS = 2.5  # shortest period searched (400 Hz)
+_SEARCH_MS = 40.0  # lags searched beyond the shortest allowed one (periods down to 25 Hz)
+_JOIN_MS = 2.0  # cross-fade joining a copy to the real signal at the gap's edges
+_LSAR_MAX_MS = 40.0  # gaps up to this long are interpolated by an AR model ...
+_LSAR_ORDER_MS = 21.0  # ... of this order (1024 at 48 kHz: spans voice pitch periods)
+
+
+class FillBlanksParams(ActionParams):
+    """Parameters of :func:`fill_blanks`."""
+
+    min_gap_ms: float = Field(10.0, ge=1.0, le=1000.0, description="shortest dropout to fill, ms")
+    max_gap_ms: float = Field(
+        500.0, ge=1.0, le=2000.0, description="longest dropout to fill; longer silences are kept"
+    )
+    drop_db: float = Field(
+        40.0, ge=20.0, le=100.0, description="how far below both sides a hole must be, dB"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_gap_ms > self.max_gap_ms:
+            raise ValueError(
+                f"min_gap_ms={self.min_gap_ms} must not exceed max_gap_ms={self.max_gap_ms}"
+            )
+        return self
+
+
+def fill_blanks(
+    y: np.ndarray,
+    *,
+    sr: int,
+    min_gap_ms: float = 10.0,
+    max_gap_ms: float = 500.0,
+    drop_db: float = 40.0,
+) -> np.ndarray:
+    """Find dropouts in ``y`` (see :func:`find_dropouts`) and fill them from context.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (..., n)
+        Audio. ``(channels, n)`` is one clip (dropouts found on the channel sum, every channel
+        filled); further leading axes are independent clips.
+    sr : int
+        Sample rate in Hz.
+    min_gap_ms, max_gap_ms : float
+        Dropout lengths to treat, in ms (10 to 500 by default).
+    drop_db : float
+        A non-silent hole counts when it is at least this many dB below both sides.
+
+    Returns
+    -------
+    np.ndarray
+        Same shape and dtype; bit-identical to ``y`` when no dropout is found.
+
+    Examples
+    --------
+    >>> t = np.arange(48000) / 48000
+    >>> y = np.sin(2 * np.pi * 220 * t)
+    >>> y[20000:21000] = 0.0  # a 21 ms dropout
+    >>> z = fill_blanks(y, sr=48000)
+    >>> bool(np.abs(z[20000:21000]).max() > 0.5), find_dropouts(z, sr=48000)
+    (True, [])
+    """
+    p = parse_params(
+        FillBlanksParams,
+        "fill_blanks",
+        {"min_gap_ms": min_gap_ms, "max_gap_ms": max_gap_ms, "drop_db": drop_db},
+    )
+    y = validate_audio(y, sr=sr)
+    n = y.shape[-1]
+    clips = y[None, None, :] if y.ndim == 1 else y.reshape(-1, y.shape[-2], n)
+    out = None
+    for i, clip in enumerate(clips):
+        found = _find(clip, sr, p.min_gap_ms, p.max_gap_ms, p.drop_db)
+        if not found:
+            continue
+        if out is None:
+            out = np.array(clips, dtype=np.float64)
+        logger.info(
+            "action=fill_blanks: filling %d dropout(s): %s",
+            len(found),
+            ", ".join(f"{k} {s / sr:.3f}-{e / sr:.3f}s" for s, e, k in found),
+        )
+        out[i] = _fill(out[i], sr, [(s, e) for s, e, _ in found])
+    if out is None:
+        return y.copy()
+    return out.reshape(y.shape).astype(y.dtype, copy=False)
+
+
+def find_dropouts(
+    y: np.ndarray,
+    *,
+    sr: int,
+    min_gap_ms: float = 10.0,
+    max_gap_ms: float = 500.0,
+    drop_db: float = 40.0,
+) -> list[tuple[int, int, Kind]]:
+    """Dropouts inside sound: ``(start, end, kind)`` sample spans (end exclusive), in order.
+
+    Every leading axis of ``y`` counts as a channel; detection runs on their summed magnitude.
+    ``kind`` is ``"digital_silence"`` (exact zeros, ``|y| <= 1e-6``) or ``"gap"`` (a hole at
+    least ``drop_db`` below both sides with abrupt edges; its span is widened by 1 ms on each
+    side to cover the partial frames at its edges).
+
+    Examples
+    --------
+    >>> y = np.sin(np.arange(48000) * 0.05)
+    >>> y[10000:11000] = 0.0
+    >>> find_dropouts(y, sr=48000)
+    [(10000, 11000, 'digital_silence')]
+    """
+    x = np.asarray(y, dtype=np.float64)
+    return _find(x.reshape(-1, x.shape[-1]), sr, min_gap_ms, max_gap_ms, drop_db)
+
+
+# --- detection -------------------------------------------------------------------------------
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the True runs of a 1-d boolean mask."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _find(
+    x: np.ndarray, sr: int, min_gap_ms: float, max_gap_ms: float, drop_db: float
+) -> list[tuple[int, int, Kind]]:
+    n = x.shape[-1]
+    mag = np.abs(x).sum(axis=0)
+    power = (x**2).sum(axis=0)
+    h = max(1, round(_FRAME_MS * sr / 1000.0))
+    n_fr = n // h
+    if n_fr < 8:
+        return []
+    fr_pow = power[: n_fr * h].reshape(n_fr, h).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        fr_db = 10.0 * np.log10(fr_pow + 1e-30)
+    csum = np.concatenate([[0.0], np.cumsum(power)])
+    loud_db = float(np.percentile(fr_db, 95))
+    lo, hi = min_gap_ms * sr / 1000.0, max_gap_ms * sr / 1000.0
+    edge, ctx = round(_EDGE_MS * sr / 1000.0), round(_CONTEXT_MS * sr / 1000.0)
+
+    def level(a: int, b: int) -> float:
+        a, b = max(a, 0), min(b, n)
+        if b <= a:
+            return -300.0
+        return 10.0 * np.log10((csum[b] - csum[a]) / (b - a) + 1e-30)
+
+    def abrupt(s: int, e: int) -> bool:
+        """Sound on both sides that stops at ``s`` and restarts at ``e`` without a fade."""
+        if s < edge + ctx or e > n - edge - ctx:
+            return False
+        left_edge, right_edge = level(s - edge, s), level(e, e + edge)
+        left_ctx, right_ctx = level(s - edge - ctx, s - edge), level(e + edge, e + edge + ctx)
+        floor = loud_db - _LOUD_REL_DB
+        return (
+            min(left_edge, right_edge) >= floor
+            and left_edge >= left_ctx - _ABRUPT_DB
+            and right_edge >= right_ctx - _ABRUPT_DB
+        )
+
+    found: list[tuple[int, int, Kind]] = []
+    silent_spans: list[tuple[int, int]] = []
+    for s, e in zip(*_runs(mag <= _SILENCE * x.shape[0]), strict=True):
+        if e - s < lo or s == 0 or e == n:
+            continue
+        silent_spans.append((int(s), int(e)))
+        if e - s <= hi and abrupt(int(s), int(e)):
+            found.append((int(s), int(e), "digital_silence"))
+
+    # Holes: frames far below the loudest level around them, then checked against both sides.
+    from scipy.ndimage import maximum_filter1d
+
+    reach = int(np.ceil(max_gap_ms / _FRAME_MS / 2)) + 12
+    around = maximum_filter1d(fr_db, size=2 * reach + 1, mode="constant", cval=-300.0)
+    fs, fe = _runs(fr_db < around - drop_db)
+    for a, b in zip(fs, fe, strict=True):
+        s, e = max(0, (int(a) - 1) * h), min(n, (int(b) + 1) * h)  # partial frames at edges
+        if not lo <= (b - a) * h <= hi + 2 * h:
+            continue
+        if any(s < se and ss < e for ss, se in silent_spans):
+            continue  # zeros were already judged above
+        inside = level(s + h, e - h)
+        if level(s - ctx, s) - inside < drop_db or level(e, e + ctx) - inside < drop_db:
+            continue
+        if abrupt(s, e):
+            found.append((s, e, "gap"))
+    found.sort()
+    return found
+
+
+# --- filling ---------------------------------------------------------------------------------
+
+
+def _fill(x: np.ndarray, sr: int, gaps: list[tuple[int, int]]) -> np.ndarray:
+    """Fill ``gaps`` in ``x (channels, n)`` in place, left to right; returns ``x``."""
+    n = x.shape[-1]
+    ms = sr / 1000.0
+    tpl, min_lag, search, join = (
+        round(_TEMPLATE_MS * ms),
+        round(_MIN_LAG_MS * ms),
+        round(_SEARCH_MS * ms),
+        round(_JOIN_MS * ms),
+    )
+    for i, (s, e) in enumerate(gaps):
+        g = e - s
+        left_lim = 0  # earlier gaps are already filled, so everything on the left is usable
+        right_lim = gaps[i + 1][0] if i + 1 < len(gaps) else n
+        if g <= round(_LSAR_MAX_MS * ms):
+            order = min(round(_LSAR_ORDER_MS * ms), s // 3, (right_lim - e) // 3)
+            if order >= 16:
+                for ch in range(x.shape[0]):
+                    x[ch, s:e] = _lsar(x[ch], s, e, order, right_lim)
+                continue
+        mono = x.sum(axis=0)
+
+        fwd = _lag(mono, s, g, tpl, min_lag, search, join, left_lim, right_lim, forward=True)
+        bwd = _lag(mono, e, g, tpl, min_lag, search, join, left_lim, right_lim, forward=False)
+        if fwd is None and bwd is None:
+            logger.warning("action=fill_blanks: no context around %d-%d; left as is", s, e)
+            continue
+        f = _continue(x, s, g, fwd, join, forward=True) if fwd is not None else None
+        b = _continue(x, e, g, bwd, join, forward=False) if bwd is not None else None
+
+        # Join the copies to the real signal just outside the gap (no click).
+        if f is not None:
+            r = _ramp(join)
+            x[:, s - join : s] = x[:, s - join : s] * (1 - r) + f[:, :join] * r
+            f = f[:, join:]
+        if b is not None:
+            r = _ramp(join)
+            x[:, e : e + join] = b[:, g:] * (1 - r) + x[:, e : e + join] * r
+            b = b[:, :g]
+        if f is None:
+            x[:, s:e] = b
+        elif b is None:
+            x[:, s:e] = f
+        else:
+            x[:, s:e] = _crossfade(f, b)
+    return x
+
+
+def _lsar(x: np.ndarray, s: int, e: int, p: int, right_lim: int) -> np.ndarray:
+    """Least-squares AR interpolation (Janssen et al. 1986) of ``x[s:e]``, one channel.
+
+    An AR(p) model is fitted on up to ``3p`` samples each side (autocorrelation method); the
+    missing samples are those that minimise the model's prediction error over the gap and the
+    ``p`` samples after it. The normal equations are Toeplitz (the autocorrelation of the AR
+    coefficients), solved by Levinson recursion in O(gap^2).
+    """
+    g = e - s
+    ctx = 3 * p
+    r = np.zeros(p + 1)
+    for seg in (x[max(0, s - ctx) : s], x[e : min(right_lim, e + ctx)]):
+        if seg.shape[0] > p:
+            seg = seg * np.hanning(seg.shape[0])
+            r += correlate(seg, seg, mode="full", method="fft")[seg.shape[0] - 1 :][: p + 1]
+    if r[0] <= 0:
+        return np.zeros(g)
+    r[0] *= 1.0 + 1e-6  # white-noise correction keeps the system well conditioned
+    a = np.concatenate([[1.0], solve_toeplitz(r[:p], -r[1 : p + 1])])
+    ra = np.correlate(a, a, mode="full")[p:]  # lags 0..p
+    col = np.zeros(g)
+    col[: min(g, p + 1)] = ra[: min(g, p + 1)]
+    known = x[s - p : e + p].copy()
+    known[p : p + g] = 0.0
+    err0 = np.convolve(known, a)[p : p + g + p]  # prediction error with the gap at zero
+    rhs = -np.correlate(err0, a, mode="valid")[:g]
+    return solve_toeplitz(col, rhs)
+
+
+def _lag(
+    mono: np.ndarray,
+    edge: int,
+    g: int,
+    tpl: int,
+    min_lag: int,
+    search: int,
+    join: int,
+    left_lim: int,
+    right_lim: int,
+    *,
+    forward: bool,
+) -> int | None:
+    """Lag at which the signal next to ``edge`` best repeats itself (None without context).
+
+    Forward: the template ``mono[edge - tpl : edge]`` is matched at ``edge - lag``; the copy
+    then reads ``mono[edge - join - lag : edge - lag + g]``, which must lie in real signal.
+    Backward mirrors this to the right of ``edge``.
+    """
+    if not forward:
+        mono = mono[::-1]
+        n = mono.shape[0]
+        edge, left_lim = n - edge, n - right_lim
+    avail = edge - left_lim - tpl - join  # room for lag (template must stay in the context)
+    if avail < min_lag:
+        return None
+    lag_lo = min(max(min_lag, g), avail)  # copy real samples, not a loop, when possible
+    if lag_lo < g:
+        lag_lo = min_lag  # not enough history: repeat a period instead
+    lag_hi = min(lag_lo + search, avail)
+    template = mono[edge - tpl : edge]
+    seg = mono[edge - tpl - lag_hi : edge - lag_lo]  # candidates for lags in [lag_lo, lag_hi]
+    if np.dot(template, template) <= 0 or seg.shape[0] < tpl:
+        return lag_lo
+    xc = correlate(seg, template, mode="valid", method="fft")  # index j -> lag = lag_hi - j
+    c2 = np.concatenate([[0.0], np.cumsum(seg**2)])
+    energy = c2[tpl:] - c2[:-tpl]
+    score = xc / np.sqrt(np.maximum(energy, 1e-20))
+    j = int(np.argmax(score))
+    return lag_hi - j
+
+
+def _continue(
+    x: np.ndarray, edge: int, g: int, lag: int, join: int, *, forward: bool
+) -> np.ndarray:
+    """``join + g`` samples continuing ``x`` across the gap from ``edge`` with period ``lag``.
+
+    Forward: the first ``join`` overlap the real samples before ``edge``. Backward: the last
+    ``join`` overlap the real samples after ``edge``; the copy runs in forward time order.
+    """
+    if forward:
+        idx = np.arange(-join, g)
+        # Real samples when the lag covers the gap; otherwise repeat the last period.
+        return x[:, edge - lag + np.where(idx >= 0, idx % lag, idx)]
+    # Mirror image: k samples before ``edge`` (k < 0: after it), listed in forward time order.
+    k = np.arange(-join, g)[::-1]
+    return x[:, edge - 1 + lag - np.where(k >= 0, k % lag, k)]
+
+
+def _ramp(k: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+
+
+def _crossfade(f: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Raised-cosine cross-fade from ``f`` to ``b`` keeping the expected power constant."""
+    g = f.shape[-1]
+    fm, bm = f.sum(axis=0), b.sum(axis=0)
+    denom = np.sqrt(np.dot(fm, fm) * np.dot(bm, bm))
+    rho = float(np.clip(np.dot(fm, bm) / denom, 0.0, 1.0)) if denom > 0 else 1.0
+    u = _ramp(g)
+    wf, wb = 1.0 - u, u
+    norm = np.sqrt(wf**2 + wb**2 + 2.0 * rho * wf * wb)
+    return (f * wf + b * wb) / norm
