@@ -196,7 +196,7 @@ def test_load_audio_keeps_all_channels_native_rate(bunny_path):
 
 def test_load_audio_lines_up_with_the_video_timeline(video_path):
     # This file's first audio packet is at 1024/48000 s; the video starts at 0.
-    y, sr = media.load_audio(video_path)
+    y, _ = media.load_audio(video_path)
     assert np.all(y[:, :1024] == 0)
     assert np.any(y[:, 1024:2048] != 0)
     assert y.shape[1] == 267264  # 1024 + 266240 decoded: the stream's declared end
