@@ -15,10 +15,16 @@ Timeline. Audio and sampled frames share one clock whose zero is the start of th
 * encoder priming (AAC's 1024 leading samples) is removed by FFmpeg itself from the edit list /
   skip-samples side data; trailing encoder padding beyond the stream's declared duration (at most
   ``PADDING_TRIM_SAMPLES``) is trimmed;
-* frame times are seconds on the same clock.
+* frame times are seconds on the same clock;
+* timestamps that jump back (concatenated files) are continued, not obeyed, in frames and in
+  remuxed packets, matching the audio, which is decoded as one continuous run.
 
 :func:`remux` writes the new audio starting at the video's start, so a decode → remux round trip
 keeps the audio where it was. The video packets are copied unchanged (no re-encode).
+
+Truncation: :func:`probe` reads headers only; the decoders compare what they got with the
+declared duration (mp4/mov, mkv/webm, flac declare one) and raise on less than 90 %. Ogg and WAV
+durations come from the data actually present, so a cut file there decodes as a shorter file.
 
 Every failure is a :class:`~avagent.errors.MediaError` naming the file and what is wrong. Writes
 go to a temporary file in the destination's folder and are renamed into place on success; a
@@ -118,12 +124,12 @@ class MediaInfo:
     height: int | None
     video_codec: str | None
     video_duration_s: float | None
-    _real_video: bool = True
+    cover_art_only: bool = False  # the only video stream is an attached picture
 
     @property
     def is_video(self) -> bool:
         """True when the file has a real video stream (not just cover art / an attached pic)."""
-        return self.has_video and self._real_video
+        return self.has_video and not self.cover_art_only
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,18 +239,18 @@ def _info(container: av.container.InputContainer, path: Path) -> MediaInfo:
         has_video=vstream is not None,
         sample_rate=int(astream.codec_context.sample_rate) if astream is not None else None,
         channels=int(astream.codec_context.channels) if astream is not None else None,
-        audio_codec=astream.codec_context.name if astream is not None else None,
+        audio_codec=astream.codec_context.codec.canonical_name if astream is not None else None,
         audio_duration_s=(audio_dur if audio_dur is not None else float(duration))
         if astream is not None
         else None,
         fps=fps,
         width=int(vstream.codec_context.width) if vstream is not None else None,
         height=int(vstream.codec_context.height) if vstream is not None else None,
-        video_codec=vstream.codec_context.name if vstream is not None else None,
+        video_codec=vstream.codec_context.codec.canonical_name if vstream is not None else None,
         video_duration_s=(video_dur if video_dur is not None else float(duration))
         if real_video
         else None,
-        _real_video=real_video,
+        cover_art_only=vstream is not None and not real_video,
     )
 
 
@@ -840,6 +846,7 @@ def _write_remux(
         else:
             layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
         aout = out.add_stream(codec, rate=_encoder_rate(codec, sr), layout=layout)
+        assert isinstance(aout, av.audio.stream.AudioStream)
         per_channel = _BITRATE_PER_CHANNEL.get(codec)
         if per_channel:
             aout.bit_rate = min(per_channel * channels, 512_000)

@@ -158,6 +158,31 @@ def test_video_without_audio_still_gives_frames(faults):
     assert fs.frames.shape[0] > 50
 
 
+def test_cover_art_is_not_a_video(tmp_path):
+    path = tmp_path / "song.mp3"
+    with av.open(str(path), "w") as out:
+        audio = out.add_stream("libmp3lame", rate=44100, layout="mono")
+        art = out.add_stream("png", width=16, height=16)
+        art.pix_fmt = "rgb24"
+        art.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 90, np.uint8), format="rgb24")
+        picture.pts = 0
+        packets = art.encode(picture) + art.encode(None)
+        out.start_encoding()
+        out.mux(packets)
+        tone = (0.1 * np.sin(np.arange(44100) / 10)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 44100, 0
+        out.mux(audio.encode(frame) + audio.encode(None))
+    info = media.probe(path)
+    assert info.has_video and info.cover_art_only and not info.is_video
+    assert info.audio_codec == "mp3" and info.fps is None
+    with pytest.raises(MediaError, match="only cover art"):
+        media.load_frames(path)
+    y, sr = media.load_audio(path)
+    assert sr == 44100 and y.shape[0] == 1 and abs(y.shape[1] - 44100) < 2000
+
+
 def test_audio_file_probes_as_audio_only(faults):
     info = media.probe(faults["audio_only"])
     assert info.has_audio and not info.has_video and not info.is_video
