@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -408,3 +409,30 @@ def test_remux_refusals(tmp_path, video_path, speech_path):
     with pytest.raises(MediaError, match="h264"):  # h264 does not go into webm
         media.remux(video_path, y, sr, tmp_path / "x.webm")
     assert not list(tmp_path.iterdir())
+
+
+def test_duration_missing_from_the_header_is_measured(tmp_path):
+    class Unseekable(io.RawIOBase):  # a pipe: the muxer cannot go back to write the duration
+        def __init__(self, fh):
+            self.fh = fh
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            return self.fh.write(b)
+
+    path = tmp_path / "live.mkv"
+    with path.open("wb") as fh, av.open(Unseekable(fh), "w", format="matroska") as out:
+        stream = out.add_stream("flac", rate=16000, layout="mono")
+        tone = (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        out.mux(stream.encode(frame) + stream.encode(None))
+    with av.open(str(path)) as c:
+        assert c.duration is None  # the case under test
+    assert media.probe(path).duration_s == pytest.approx(2.0, abs=0.01)
+    with pytest.raises(MediaError, match="above the limit"):
+        media.probe(path, max_duration_s=1.5)
+    y, sr = media.load_audio(path)
+    assert sr == 16000 and y.shape == (1, 32000)
