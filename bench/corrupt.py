@@ -36,7 +36,7 @@ NTSC_PAL = 23.976 / 25.0
 NOISE_KIND_OF: dict[str, str] = {
     "white": "broadband",
     "pink": "broadband",
-    "hiss": "broadband",
+    "hiss": "clicks",  # the vinyl recording is crackle-dominated (kurtosis > 20), not pure hiss
     "brown": "low_rumble",
     "wind": "low_rumble",
     "ambience": "low_rumble",
