@@ -145,7 +145,7 @@ def _open_spectrum(est: np.ndarray, n_fft: int, sr: int, open_hz: float) -> np.n
     done = np.zeros(freqs.shape, dtype=bool)
     # From wide to narrow; each bin takes the widest opening that fits its frequency.
     for width_hz in (open_hz, open_hz / 2, open_hz / 4):
-        width = int(round(width_hz / bin_hz)) | 1
+        width = round(width_hz / bin_hz) | 1
         if width < 3:
             break
         sel = (freqs >= 4 * width_hz) & ~done
