@@ -90,7 +90,7 @@ def speed(
     Examples
     --------
     >>> y = np.ones(48000)
-    >>> speed(y, sr=48000, offset_ms=10.0)[:480].max()  # 10 ms of silence first
+    >>> float(speed(y, sr=48000, offset_ms=10.0)[:480].max())  # 10 ms of silence first
     0.0
     >>> speed(y, sr=48000, rate=2.0).shape
     (24000,)
