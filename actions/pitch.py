@@ -1,4 +1,4 @@
-"""Pitch: shift pitch by semitones, duration kept (e.g. -0.71 undoes a PAL pitch rise).
+"""Pitch: shift pitch by semitones, duration kept (e.g. -0.72 (12 log2(25/23.976) = 0.724) undoes a PAL pitch rise).
 
 Method: time-stretch by the pitch ratio with a phase vocoder, then resample back to the original
 length with soxr (high quality), which moves every frequency by the ratio exactly.
@@ -34,7 +34,7 @@ class PitchParams(ActionParams):
         0.0,
         ge=-12.0,
         le=12.0,
-        description="pitch shift in semitones, duration kept; -0.71 undoes a PAL pitch rise "
+        description="pitch shift in semitones, duration kept; -0.72 (12 log2(25/23.976) = 0.724) undoes a PAL pitch rise "
         "(25/23.976) when the duration was already fixed",
     )
 
