@@ -80,7 +80,9 @@ def _spectrum(x: np.ndarray, sr: int = ANALYSIS_SR) -> _Spectrum:
     win = np.hanning(n_fft).astype(np.float32)
     if x.size < n_fft:
         x = np.pad(x, (0, n_fft - x.size))
-    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float32, copy=False), n_fft)[::hop]
+    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float32, copy=False), n_fft)[
+        ::hop
+    ]
     X = np.fft.rfft(frames * win, axis=1).T  # (F, T)
     P = (X.real**2 + X.imag**2).astype(np.float64)
     P[1:] *= 2.0
@@ -179,9 +181,7 @@ def _snr_from(spec: _Spectrum, noise: np.ndarray, signal_frames: np.ndarray | No
     return float(np.clip(db(sig / max(n, EPS)), -20.0, 100.0))
 
 
-def estimate_snr_db(
-    y: np.ndarray, *, sr: int, speech_frames: np.ndarray | None = None
-) -> float:
+def estimate_snr_db(y: np.ndarray, *, sr: int, speech_frames: np.ndarray | None = None) -> float:
     """Signal-to-noise ratio in dB of a single take.
 
     Parameters
@@ -223,9 +223,7 @@ def _fit(mask: np.ndarray, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------- features
 
 
-def onset_envelope(
-    y: np.ndarray, *, sr: int, hop_s: float = 0.01
-) -> tuple[np.ndarray, float]:
+def onset_envelope(y: np.ndarray, *, sr: int, hop_s: float = 0.01) -> tuple[np.ndarray, float]:
     """Onset strength (positive spectral flux of log band energies), one value per ``hop_s``.
 
     Returns
@@ -245,7 +243,9 @@ def _band_matrix(freqs: np.ndarray, n_bands: int = 24) -> np.ndarray:
     for i in range(n_bands):
         sel = (freqs >= edges[i]) & (freqs < edges[i + 1])
         if not sel.any():
-            sel = np.argmin(np.abs(freqs - np.sqrt(edges[i] * edges[i + 1]))) == np.arange(freqs.size)
+            sel = np.argmin(np.abs(freqs - np.sqrt(edges[i] * edges[i + 1]))) == np.arange(
+                freqs.size
+            )
         M[i, sel] = 1.0
     return M
 
@@ -386,7 +386,11 @@ def _click_rate(y16: np.ndarray) -> float:
 
 
 def find_dropouts(
-    y: np.ndarray, *, sr: int, min_gap_ms: float = 10.0, max_gap_ms: float = 500.0,
+    y: np.ndarray,
+    *,
+    sr: int,
+    min_gap_ms: float = 10.0,
+    max_gap_ms: float = 500.0,
     noise_floor_db: float | None = None,
 ) -> list[tuple[float, float, str]]:
     """Dropouts inside sound: runs of exact zeros, and holes far below the noise floor.
@@ -410,9 +414,7 @@ def find_dropouts(
         n = max(1, int(sr * 0.001))  # 1 ms frames
         m = mono.size // n
         lv = db(np.mean(mono[: m * n].reshape(m, n) ** 2, axis=1))
-        low = (lv < noise_floor_db - 15.0) & ~(
-            zero[: m * n].reshape(m, n).all(axis=1)
-        )
+        low = (lv < noise_floor_db - 15.0) & ~(zero[: m * n].reshape(m, n).all(axis=1))
         for s, e in _runs(low, int(min_gap_ms), int(max_gap_ms), m):
             # sound on both sides at the usual level: not a fade-in/out or the clip's edge
             before, after = lv[max(s - 30, 0) : s], lv[e : e + 30]
@@ -546,9 +548,18 @@ def analyze_audio(
     tick("features")
 
     kind, conf = classify_noise(
-        noise, spec.freqs, snr_db=snr, floor_db=floor_db, hum_hz=hum_hz, hum_db=hum_db,
-        hum_power=hum_power, click_rate=clicks, music=music, speech_fraction=speech_fraction,
-        stationary=stationary, silent=bool(silent),
+        noise,
+        spec.freqs,
+        snr_db=snr,
+        floor_db=floor_db,
+        hum_hz=hum_hz,
+        hum_db=hum_db,
+        hum_power=hum_power,
+        click_rate=clicks,
+        music=music,
+        speech_fraction=speech_fraction,
+        stationary=stationary,
+        silent=bool(silent),
     )
     if not has_speech and music >= 0.5 and kind is not NoiseKind.HUM:
         steady = _floor_stationarity(spec, noise, valid)
@@ -595,7 +606,13 @@ def analyze_audio(
     )
     logger.debug(
         "analyze_audio %.2f s: snr=%.1f kind=%s tonal=%.2f rhythm=%.2f stat=%.2f in %.3f s",
-        duration, snr, kind, tonal, rhythm, stationary, time.perf_counter() - t0,
+        duration,
+        snr,
+        kind,
+        tonal,
+        rhythm,
+        stationary,
+        time.perf_counter() - t0,
     )
     return facts
 
@@ -659,7 +676,9 @@ def classify_noise(
     if music >= 0.6 and snr_db >= 20.0:
         return NoiseKind.NONE, 0.5
     audible = freqs >= 20.0
-    low = float(noise_psd[audible & (freqs < 250.0)].sum()) / max(float(noise_psd[audible].sum()), EPS)
+    low = float(noise_psd[audible & (freqs < 250.0)].sum()) / max(
+        float(noise_psd[audible].sum()), EPS
+    )
     if low >= 0.6:
         return NoiseKind.LOW_RUMBLE, float(np.clip(low, 0.0, 1.0))
     if speech_fraction >= 0.9 and stationary < 0.5 and snr_db < 10.0:

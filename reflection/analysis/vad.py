@@ -28,7 +28,9 @@ _session = None
 def _data_dir(package: str, sub: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError(f"package {package!r} is not installed (pip install {package} --no-deps)")
+        raise BackendError(
+            f"package {package!r} is not installed (pip install {package} --no-deps)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
