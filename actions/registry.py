@@ -101,7 +101,7 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec(
             "pitch",
             "coordination",
-            "Shift pitch by semitones without changing duration (-0.71 undoes PAL speed-up).",
+            "Shift pitch by semitones without changing duration (-0.72 undoes a PAL pitch rise).",
             "actions.pitch:pitch",
             "actions.pitch:PitchParams",
         ),
