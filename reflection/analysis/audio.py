@@ -93,7 +93,7 @@ def _spectrum(x: np.ndarray, sr: int = ANALYSIS_SR) -> _Spectrum:
     return _Spectrum(P, freqs, hop / sr)
 
 
-def _minstat_raw(power: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _minstat_raw(power: np.ndarray, valid: np.ndarray, *, discount: bool = False) -> np.ndarray:
     P = power[:, valid] if valid.any() else power
     if P.shape[1] == 0:
         return np.zeros(power.shape[0])
@@ -102,6 +102,8 @@ def _minstat_raw(power: np.ndarray, valid: np.ndarray) -> np.ndarray:
     # A bin holding only stationary noise spreads ~3.2 dB between its 10th and 50th percentile;
     # a wider spread means signal (music) fills it even at its quietest, so its 10th percentile
     # over-reads the noise: discount it by the excess spread.
+    if not discount:
+        return p10
     excess = np.maximum(db(p50) - db(p10) - STATIONARY_SPREAD_DB - 1.0, 0.0)
     return p10 * 10.0 ** (-MINSTAT_DISCOUNT * excess / 10.0)
 
@@ -161,22 +163,32 @@ def _nonsilent(spec: _Spectrum) -> np.ndarray:
     return spec.frame_power > 1e-11  # above -110 dBFS: not digital silence
 
 
-def _noise_psd(spec: _Spectrum, noise_frames: np.ndarray | None) -> np.ndarray:
+def _noise_psd(
+    spec: _Spectrum, noise_frames: np.ndarray | None, *, music: bool = False
+) -> np.ndarray:
     valid = _nonsilent(spec)
     if noise_frames is not None:
         sel = noise_frames & valid
         if sel.sum() * spec.hop_s >= 0.3:
             return spec.power[:, sel].mean(axis=1)
-    return _minstat_raw(spec.power, valid) * MINSTAT_BIAS
+    # Under music the quietest moments of a bin are still music: discount non-steady bins.
+    # Elsewhere (wind, traffic) the noise itself fluctuates and must not be discounted.
+    return _minstat_raw(spec.power, valid, discount=music) * MINSTAT_BIAS
 
 
 def _snr_from(spec: _Spectrum, noise: np.ndarray, signal_frames: np.ndarray | None) -> float:
     valid = _nonsilent(spec)
-    sel = valid if signal_frames is None else (signal_frames & valid)
+    n = float(noise.sum())
+    if signal_frames is None:
+        # the signal is where something sounds above the floor (1 dB): intermittent sounds are
+        # not diluted by their pauses; continuous music and noise use every frame
+        active = valid & (spec.frame_power > 1.26 * n)
+        sel = active if active.sum() >= 0.2 * max(valid.sum(), 1) else valid
+    else:
+        sel = signal_frames & valid
     if not sel.any():
         sel = valid if valid.any() else np.ones_like(valid)
     total = float(spec.frame_power[sel].mean())
-    n = float(noise.sum())
     sig = max(total - n, EPS)
     return float(np.clip(db(sig / max(n, EPS)), -20.0, 100.0))
 
@@ -199,9 +211,9 @@ def estimate_snr_db(y: np.ndarray, *, sr: int, speech_frames: np.ndarray | None 
     --------
     >>> rng = np.random.default_rng(0)
     >>> t = np.arange(32000) / 16000
-    >>> tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    >>> bursts = 0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * t) > 0)
     >>> noise = rng.standard_normal(t.size) * 0.3 / np.sqrt(2) / 10 ** (10 / 20)
-    >>> 7 < estimate_snr_db(tone + noise, sr=16000) < 13
+    >>> 7 < estimate_snr_db(bursts + noise, sr=16000) < 13
     True
     """
     y = validate_audio(y, sr=sr)
@@ -360,7 +372,7 @@ def _detect_hum(y16: np.ndarray) -> tuple[float | None, float, float]:
         # the fundamental or the 2nd/3rd harmonic carries the hum (small speakers drop 50 Hz)
         if (
             lvl >= 12.0
-            and sum(e >= 8.0 for e in excess) >= 2
+            and (sum(e >= 8.0 for e in excess) >= 2 or lvl >= 20.0)
             and steady[k_best] <= 6.0
             and lvl > best[1]
         ):
@@ -524,18 +536,6 @@ def analyze_audio(
     prob_frames = prob[chunk] if prob.size else np.zeros(T)
     tick("vad")
 
-    has_speech = speech_frames.sum() * spec.hop_s >= 0.3
-    if has_speech:
-        # frames well away from speech (VAD tails leak into the first 150 ms)
-        near = maximum_filter1d(speech_frames.astype(np.uint8), 31).astype(bool)
-        noise = _noise_psd(spec, (prob_frames < 0.2) & ~near)
-        snr = _snr_from(spec, noise, speech_frames)
-    else:
-        noise = _noise_psd(spec, None)
-        snr = _snr_from(spec, noise, None)
-    floor_db = float(db(noise.sum()))
-    tick("snr")
-
     hum_hz, hum_db, hum_power = _detect_hum(y16)
     clicks = _click_rate(y16)
     env, env_hop = _onset_from_16k(y16)
@@ -546,6 +546,20 @@ def analyze_audio(
         tonal=tonal, rhythm=rhythm, speech_fraction=speech_fraction, stationary=stationary
     )
     tick("features")
+
+    # VAD-gated SNR needs real speech (≥ 0.5 s and ≥ 15 % of the clip): a few false VAD
+    # blips would otherwise put the signal into the "noise" frames
+    has_speech = speech_frames.sum() * spec.hop_s >= 0.5 and speech_fraction >= 0.15
+    if has_speech:
+        # frames well away from speech (VAD tails leak into the first 150 ms)
+        near = maximum_filter1d(speech_frames.astype(np.uint8), 31).astype(bool)
+        noise = _noise_psd(spec, (prob_frames < 0.2) & ~near)
+        snr = _snr_from(spec, noise, speech_frames)
+    else:
+        noise = _noise_psd(spec, None, music=music >= 0.5)
+        snr = _snr_from(spec, noise, None)
+    floor_db = float(db(noise.sum()))
+    tick("snr")
 
     kind, conf = classify_noise(
         noise,
@@ -581,7 +595,7 @@ def analyze_audio(
     tick("levels")
 
     quality = None
-    if speech_quality and has_speech and not silent:
+    if speech_quality and speech_frames.sum() * spec.hop_s >= 0.3 and not silent:
         quality = _speech_quality(y16, mask, vad_hop)
         tick("dnsmos")
 
