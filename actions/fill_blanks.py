@@ -62,6 +62,12 @@ class FillBlanksParams(ActionParams):
     drop_db: float = Field(
         40.0, ge=20.0, le=100.0, description="how far below both sides a hole must be, dB"
     )
+    spans_s: list[tuple[float, float]] | None = Field(
+        None,
+        max_length=64,
+        description="dropouts located by perception as [start_s, end_s]; filled as given "
+        "instead of searching (each at most 2 s)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -69,6 +75,9 @@ class FillBlanksParams(ActionParams):
             raise ValueError(
                 f"min_gap_ms={self.min_gap_ms} must not exceed max_gap_ms={self.max_gap_ms}"
             )
+        for a, b in self.spans_s or []:
+            if not (0.0 <= a < b and b - a <= 2.0):
+                raise ValueError(f"spans_s item [{a}, {b}] must satisfy 0 <= start < end, <= 2 s")
         return self
 
 
@@ -79,8 +88,13 @@ def fill_blanks(
     min_gap_ms: float = 10.0,
     max_gap_ms: float = 500.0,
     drop_db: float = 40.0,
+    spans_s: list[tuple[float, float]] | None = None,
 ) -> np.ndarray:
     """Find dropouts in ``y`` (see :func:`find_dropouts`) and fill them from context.
+
+    When ``spans_s`` is given (dropouts already located, e.g. by perception, which also finds
+    holes that a lossy codec filled with faint noise), exactly those spans are filled and no
+    search is made.
 
     Parameters
     ----------
@@ -93,6 +107,8 @@ def fill_blanks(
         Dropout lengths to treat, in ms (10 to 500 by default).
     drop_db : float
         A non-silent hole counts when it is at least this many dB below both sides.
+    spans_s : list of (start_s, end_s), optional
+        Dropouts to fill, in seconds; spans past the end are clipped, overlaps merged.
 
     Returns
     -------
@@ -111,14 +127,16 @@ def fill_blanks(
     p = parse_params(
         FillBlanksParams,
         "fill_blanks",
-        {"min_gap_ms": min_gap_ms, "max_gap_ms": max_gap_ms, "drop_db": drop_db},
+        {"min_gap_ms": min_gap_ms, "max_gap_ms": max_gap_ms, "drop_db": drop_db,
+         "spans_s": spans_s},
     )
     y = validate_audio(y, sr=sr)
     n = y.shape[-1]
     clips = y[None, None, :] if y.ndim == 1 else y.reshape(-1, y.shape[-2], n)
+    given = _given_spans(p.spans_s, sr, n) if p.spans_s is not None else None
     out = None
     for i, clip in enumerate(clips):
-        found = _find(clip, sr, p.min_gap_ms, p.max_gap_ms, p.drop_db)
+        found = given if given is not None else _find(clip, sr, p.min_gap_ms, p.max_gap_ms, p.drop_db)
         if not found:
             continue
         if out is None:
@@ -161,6 +179,22 @@ def find_dropouts(
 
 
 # --- detection -------------------------------------------------------------------------------
+
+
+def _given_spans(
+    spans_s: list[tuple[float, float]], sr: int, n: int
+) -> list[tuple[int, int, Kind]]:
+    """Sample spans from seconds: clipped to the clip, sorted, overlaps merged, edges kept."""
+    spans = sorted((max(1, round(a * sr)), min(n - 1, round(b * sr))) for a, b in spans_s)
+    merged: list[list[int]] = []
+    for s, e in spans:
+        if e <= s:
+            continue
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return [(s, e, "gap") for s, e in merged]
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

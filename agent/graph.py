@@ -5,7 +5,8 @@ Rules the graph enforces (the paper's, plus ours):
 - the untouched input is scored once (round 0) and a round is kept only if it beats the best so
   far by ``MIN_GAIN``: a clean clip comes out untouched because nothing beats it;
 - the loop stops when the best version passes the threshold on both scores, when the planner has
-  nothing new to try, or at ``max_rounds`` (a budget, not an exception).
+  nothing new to try (an empty or repeated plan is not run again), or at ``max_rounds`` (a
+  budget, not an exception).
 """
 
 from __future__ import annotations
@@ -130,6 +131,18 @@ def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     return update
 
 
+def route_after_plan(
+    state: AgentState, runtime: Runtime[AgentContext]
+) -> Literal["act", "finish"]:
+    """Stop when the planner has nothing new: repeating a plan would change nothing."""
+    if state["round"] == 1:
+        return "act"  # the first plan always runs (an empty one is scored as the input)
+    new = state["plan"]
+    if not new.steps or any(_same(r.plan, new) for r in state.get("rounds", [])):
+        return "finish"
+    return "act"
+
+
 def route_after_reflect(
     state: AgentState, runtime: Runtime[AgentContext]
 ) -> Literal["plan", "finish"]:
@@ -142,8 +155,6 @@ def route_after_reflect(
     last = rounds[-1].plan if rounds else None
     if last is None or not last.steps:
         return "finish"  # the planner sees nothing (more) to do
-    if any(_same(r.plan, last) for r in rounds[:-1]):
-        return "finish"  # it repeats itself: more rounds would change nothing
     return "plan"
 
 
@@ -162,7 +173,7 @@ def build_graph() -> Any:
     g.add_node("finish", finish)
     g.add_edge(START, "perceive")
     g.add_edge("perceive", "plan")
-    g.add_edge("plan", "act")
+    g.add_conditional_edges("plan", route_after_plan, {"act": "act", "finish": "finish"})
     g.add_edge("act", "reflect")
     g.add_conditional_edges("reflect", route_after_reflect, {"plan": "plan", "finish": "finish"})
     g.add_edge("finish", END)

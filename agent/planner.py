@@ -22,6 +22,7 @@ from actions.base import parse_params
 from agent.state import Plan, Round, Step
 from avagent.errors import AvagentError, ParameterError
 from reflection.facts import Facts, NoiseKind
+from reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,13 @@ def validate_plan(plan: Plan) -> Plan:
 # ----------------------------------------------------------------------------------------------
 # Rules
 
-# Loudness window a careful listener accepts without correction; outside it we normalise to the
-# delivery target (online video: -16 LUFS, cf. AES TD1004 streaming recommendation).
-LOUDNESS_LOW_LUFS = -30.0
-LOUDNESS_HIGH_LUFS = -9.0
-TARGET_LUFS = -16.0
+# Loudness window a careful listener accepts without correction (quiet documentaries sit near
+# -31 LUFS); outside it we normalise to the delivery target, between EBU R128 (-23) and the
+# streaming recommendations (-14 to -16). Repair is not mastering: the gain is capped so the
+# true-peak limiter never works harder than MAX_LIMITING_DB.
+TARGET_LUFS = -18.0
+CEILING_DBTP = -1.0
+MAX_LIMITING_DB = 4.0
 NOISE_SNR_DB = 20.0  # below this, broadband noise is worth treating
 MUSIC_SNR_DB = 12.0  # with music present, only treat clearly audible noise
 SYNC_MIN_CONFIDENCE = 0.5
@@ -96,12 +99,12 @@ class RulePlanner:
     name = "rules"
 
     def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan:
-        attempt = len(history)  # 0 on the first round
         last = history[-1] if history else None
+        # A shift that did not bring the sync score to "acceptable" was probably a wrong guess.
         drop_sync = bool(
             last
             and any(s.action == "speed" and "offset_ms" in s.params for s in last.plan.steps)
-            and last.scores.sync < _baseline_sync(history)
+            and last.scores.sync < ACCEPT
         )
         steps: list[Step] = []
         notes: list[str] = []
@@ -112,9 +115,10 @@ class RulePlanner:
 
         if a.dropouts:
             times = ", ".join(f"{d.start_s:.2f}–{d.end_s:.2f} s" for d in a.dropouts[:4])
+            spans = [[round(d.start_s, 4), round(d.end_s, 4)] for d in a.dropouts[:64]]
             steps.append(Step(
                 action="fill_blanks",
-                params={},
+                params={"spans_s": spans},
                 reasoning=f"{len(a.dropouts)} dropout(s) inside sound ({times}): fill from context",
             ))
 
@@ -126,7 +130,7 @@ class RulePlanner:
                 "the floor: notch it and its harmonics",
             ))
 
-        denoise = self._denoiser(facts, attempt, history)
+        denoise = self._denoiser(facts, history)
         if denoise is not None:
             steps.append(denoise)
 
@@ -175,15 +179,20 @@ class RulePlanner:
             or (a.true_peak_dbtp is not None and a.true_peak_dbtp > 0.0)
         ):
             why = "too quiet" if loud < LOUDNESS_LOW_LUFS else "too loud / peaks over 0 dBTP"
+            target = TARGET_LUFS
+            if a.true_peak_dbtp is not None and target > loud:
+                # Do not squash dynamics to reach the target: cap the limiter's work.
+                target = min(target, loud + (CEILING_DBTP - a.true_peak_dbtp) + MAX_LIMITING_DB)
+            capped = " (capped to keep dynamics)" if target < TARGET_LUFS - 0.05 else ""
             steps.append(Step(
                 action="volume",
-                params={"target_lufs": TARGET_LUFS},
-                reasoning=f"loudness {loud:.1f} LUFS is {why}: normalise to {TARGET_LUFS:.0f} LUFS "
-                "with a −1 dBTP ceiling",
+                params={"target_lufs": round(target, 1)},
+                reasoning=f"loudness {loud:.1f} LUFS is {why}: normalise to {target:.1f} LUFS"
+                f"{capped} with a {CEILING_DBTP:.0f} dBTP ceiling",
             ))
         return validate_plan(Plan(steps=steps, planner=self.name, notes=notes))
 
-    def _denoiser(self, facts: Facts, attempt: int, history: list[Round]) -> Step | None:
+    def _denoiser(self, facts: Facts, history: list[Round]) -> Step | None:
         a = facts.audio
         choices = DENOISERS.get(a.noise_kind)
         if not choices:
@@ -191,10 +200,9 @@ class RulePlanner:
         limit = MUSIC_SNR_DB if a.music_likelihood >= 0.5 else NOISE_SNR_DB
         if a.snr_db >= limit:
             return None
-        # Later rounds: if alignment did not pass, try the next denoiser for this noise.
-        index = 0
-        if history and not history[-1].scores.alignment >= 0.85:
-            index = min(attempt, len(choices) - 1)
+        # Each earlier round whose alignment did not pass moves on to the next denoiser.
+        failed = sum(1 for r in history if r.scores.alignment < ACCEPT)
+        index = min(failed, len(choices) - 1)
         action, params = choices[index]
         music = " (music present: gentle)" if a.music_likelihood >= 0.5 else ""
         return Step(
@@ -203,12 +211,6 @@ class RulePlanner:
             reasoning=f"{a.noise_kind.value} noise at about {a.snr_db:.0f} dB SNR{music}: "
             f"{action.replace('_', ' ')}" + (" (next choice after feedback)" if index else ""),
         )
-
-
-def _baseline_sync(history: list[Round]) -> float:
-    # Rounds do not carry the baseline; the best earlier non-shift round stands in for it.
-    others = [r.scores.sync for r in history[:-1]]
-    return max(others) if others else 1.0
 
 
 # ----------------------------------------------------------------------------------------------

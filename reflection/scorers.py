@@ -7,13 +7,14 @@ listener would accept this"; constants are calibrated on the benchmark, see docs
 alignment = noise · hum · loudness · dropouts · clipping, where
     noise    = σ((snr_db − 14) / 3.5)              0.85 at 20 dB SNR, 0.5 at 14 dB
     hum      = σ((10 − hum_db) / 3)                 only when a hum line is found
-    loudness = exp(−(d / 8)²)                       d = LU outside [−30, −9] LUFS
+    loudness = exp(−(d / 8)²)                       d = LU outside [−33, −9] LUFS
     dropouts = 0.6 ** n_dropouts
     clipping = max(0, 1 − 200 · clipping_fraction)
 sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²), c = sync confidence
     "cannot tell" (c = 0) gives 0.85: undecidable is not penalised, so the loop never forces a
-    guessed shift. A duration mismatch (drift / PAL left in) multiplies by
-    exp(−(|ratio − 1| / 0.01)²).
+    guessed shift. A rate fault perception detected (verdict "drift": clock drift, PAL left in)
+    multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
+    stream durations is normal and not penalised.
 Audio-only inputs get sync = 1 (nothing to be in sync with).
 """
 
@@ -31,6 +32,9 @@ from reflection.facts import AudioFacts, Facts, SyncFacts
 from reflection.frames import FrameSet
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
+# Loudness a careful listener accepts without correction (the rule planner acts outside it).
+LOUDNESS_LOW_LUFS = -33.0
+LOUDNESS_HIGH_LUFS = -9.0
 
 
 class Scores(BaseModel):
@@ -80,7 +84,7 @@ def alignment_components(a: AudioFacts) -> dict[str, float]:
     hum = _sigmoid((10.0 - a.hum_db) / 3.0) if a.hum_hz is not None and a.hum_db else 1.0
     loud = 1.0
     if a.loudness_lufs is not None:
-        d = max(0.0, -30.0 - a.loudness_lufs, a.loudness_lufs - (-9.0))
+        d = max(0.0, LOUDNESS_LOW_LUFS - a.loudness_lufs, a.loudness_lufs - LOUDNESS_HIGH_LUFS)
         loud = math.exp(-((d / 8.0) ** 2))
     drop = 0.6 ** len(a.dropouts)
     clip = max(0.0, 1.0 - 200.0 * a.clipping_fraction)
@@ -95,8 +99,8 @@ def sync_components(s: SyncFacts | None) -> dict[str, float]:
     g = ACCEPT ** ((r / 40.0) ** 2)
     offset = c * g + (1.0 - c) * ACCEPT
     dur = 1.0
-    if s.duration_ratio is not None:
-        dur = math.exp(-((abs(s.duration_ratio - 1.0) / 0.01) ** 2))
+    if s.verdict == "drift" and s.rate is not None:
+        dur = math.exp(-((abs(s.rate - 1.0) / 0.01) ** 2))
     return {"sync_offset": offset, "sync_duration": dur, "sync_confidence": c}
 
 

@@ -77,7 +77,8 @@ def test_graph_shape_snapshot():
     assert edges == {
         ("__start__", "perceive", False),
         ("perceive", "plan", False),
-        ("plan", "act", False),
+        ("plan", "act", True),
+        ("plan", "finish", True),
         ("act", "reflect", False),
         ("reflect", "plan", True),
         ("reflect", "finish", True),
@@ -132,7 +133,8 @@ def test_repeated_plan_stops_the_loop(tone):
     planner = ScriptedPlanner([_gain(1.0)])
     scorer = ScriptedScorer(baseline=0.4, rounds=[0.5, 0.5, 0.5])
     res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=3))
-    assert len(res.rounds) == 2
+    assert len(res.rounds) == 1  # the repeated plan is not run (or recorded) again
+    assert len(scorer.seen) == 1
 
 
 def test_planner_failure_falls_back_to_rules(tone):

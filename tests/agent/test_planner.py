@@ -1,0 +1,108 @@
+"""Planners map measured faults to actions; every plan fits the action table."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.planner import PLANNERS, RulePlanner, get_planner, validate_plan
+from agent.state import Plan, Round, Step
+from avagent.errors import ParameterError
+from reflection.facts import AudioFacts, Dropout, Facts, NoiseKind, SyncFacts, VideoFacts
+from reflection.scorers import Scores
+
+
+def facts(audio=None, sync=None, video=True) -> Facts:
+    a = dict(
+        duration_s=10.0, sample_rate=48000, channels=2, silent=False, loudness_lufs=-20.0,
+        true_peak_dbtp=-3.0, noise_floor_db=-70.0, snr_db=40.0,
+    )
+    a.update(audio or {})
+    v = VideoFacts(duration_s=10.0, fps=25, width=1280, height=720, sample_fps=12.5,
+                   motion_mean=0.1) if video else None
+    s = SyncFacts(**sync) if sync else (SyncFacts(verdict="in_sync", audio_delay_ms=0.0,
+                                                   confidence=0.9) if video else None)
+    return Facts(audio=AudioFacts(**a), video=v, sync=s)
+
+
+def actions_of(plan: Plan) -> list[str]:
+    return [s.action for s in plan.steps]
+
+
+def test_clean_clip_gets_the_empty_plan():
+    plan = RulePlanner().plan(facts(), {}, [])
+    assert plan.steps == []
+
+
+@pytest.mark.parametrize(
+    ("audio", "sync", "expected"),
+    [
+        ({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0}, None, ["wiener"]),
+        ({"noise_kind": NoiseKind.LOW_RUMBLE, "snr_db": 8.0}, None, ["spectral_gating"]),
+        ({"noise_kind": NoiseKind.HUM, "hum_hz": 50.0, "hum_db": 25.0, "snr_db": 8.0}, None,
+         ["remove_hum"]),
+        ({"loudness_lufs": -40.0}, None, ["volume"]),
+        ({"dropouts": [Dropout(start_s=1.0, end_s=1.1, kind="digital_silence")]}, None,
+         ["fill_blanks"]),
+        ({}, {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.9}, ["speed"]),
+        ({}, {"verdict": "drift", "rate": 25 / 23.976, "confidence": 0.9}, ["speed"]),
+        # Music with moderate noise is left alone: the picture explains it.
+        ({"noise_kind": NoiseKind.BROADBAND, "snr_db": 15.0, "music_likelihood": 0.9}, None, []),
+        # A shift on a guess is worse than none.
+        ({}, {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.2}, []),
+        ({}, {"verdict": "cannot_tell", "confidence": 0.0}, []),
+        # Mixture: order is fill → hum → denoise → timing → loudness.
+        ({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0, "loudness_lufs": -40.0,
+          "dropouts": [Dropout(start_s=1.0, end_s=1.1, kind="gap")]},
+         {"verdict": "offset", "audio_delay_ms": -200.0, "confidence": 0.9},
+         ["fill_blanks", "wiener", "speed", "volume"]),
+    ],
+)
+def test_rules_map_faults_to_actions(audio, sync, expected):
+    plan = RulePlanner().plan(facts(audio, sync), {}, [])
+    assert actions_of(plan) == expected
+    assert all(s.reasoning for s in plan.steps)
+
+
+def test_offset_sign_and_drift_rate():
+    late = RulePlanner().plan(
+        facts(sync={"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.9}), {}, []
+    )
+    assert late.steps[0].params["offset_ms"] == -300.0  # sound late → move it earlier
+    assert late.steps[0].params["target_duration_s"] == 10.0
+    pal = RulePlanner().plan(facts(sync={"verdict": "drift", "rate": 25 / 23.976}), {}, [])
+    assert pal.steps[0].params["rate"] == pytest.approx(23.976 / 25, abs=1e-6)
+    assert "PAL" in pal.steps[0].reasoning
+
+
+def test_feedback_tries_the_next_denoiser_and_drops_a_bad_shift():
+    f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0},
+              {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.9})
+    first = RulePlanner().plan(f, {}, [])
+    r1 = Round(index=1, plan=first, scores=Scores(alignment=0.5, sync=0.4), improved=False)
+    second = RulePlanner().plan(f, {}, [r1])
+    assert actions_of(second) == ["spectral_gating"]
+    assert any("not shifting" in n for n in second.notes)
+
+
+def test_validate_plan_drops_steps_outside_the_table():
+    plan = Plan(steps=[
+        Step(action="reverb", params={}, reasoning="x"),
+        Step(action="speed", params={"offset_ms": 99999}, reasoning="x"),
+        Step(action="remove_hum", params={"fundamental_hz": 50.0}, reasoning="ok"),
+    ])
+    checked = validate_plan(plan)
+    assert actions_of(checked) == ["remove_hum"]
+    assert len(checked.notes) == 2 and "reverb" in checked.notes[0] and "99999" in checked.notes[1]
+
+
+def test_registry():
+    assert set(PLANNERS) >= {"rules", "random", "none"}
+    with pytest.raises(ParameterError, match="valid planners: rules"):
+        get_planner("gpt")
+    assert get_planner("none").plan(facts(), {}, []).steps == []
+
+
+def test_random_planner_is_reproducible_and_valid():
+    a = get_planner("random").plan(facts(), {}, [])
+    b = get_planner("random").plan(facts(), {}, [])
+    assert a == b and 1 <= len(a.steps) <= 2
