@@ -29,6 +29,13 @@ class Step(BaseModel):
     reasoning: str = ""
 
 
+def _brief(value: Any) -> str:
+    # Long lists (dropout spans) would drown a one-line summary: count them instead.
+    if isinstance(value, (list, tuple)) and len(value) > 2:
+        return f"[{len(value)} items]"
+    return str(value)
+
+
 class Plan(BaseModel):
     """An ordered list of steps. An empty plan ("leave it as it is") is a valid plan."""
 
@@ -40,7 +47,7 @@ class Plan(BaseModel):
         if not self.steps:
             return "no action"
         return " → ".join(
-            s.action + "(" + ", ".join(f"{k}={v}" for k, v in s.params.items()) + ")"
+            s.action + "(" + ", ".join(f"{k}={_brief(v)}" for k, v in s.params.items()) + ")"
             for s in self.steps
         )
 
