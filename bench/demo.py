@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     corrupted.parent.mkdir(parents=True, exist_ok=True)
     av_media.remux(src, np.asarray(bad, dtype=np.float32), sr, corrupted)
     print(f"planted in {corrupted}: " + ", ".join(f"{f}{p}" for f, p in FAULTS))
+    print("the known inverse: " + " → ".join(s.action for s in truth.repair))
     print(f"$ avagent repair {corrupted} -o {args.out}\n")
     code = cli_main(["repair", str(corrupted), "-o", str(args.out)])
     if code != 0:
