@@ -24,6 +24,9 @@ demo: setup media
 	$(PY) -m bench.demo
 
 test: setup media
+	# The service tests start a real Redis (Debian redis-server); install it when missing.
+	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq redis-server) || echo "no redis-server: its test will skip"
 	$(PY) -m pytest -q
 
 lint: setup

@@ -1,0 +1,301 @@
+"""The HTTP API against a real worker process on the embedded broker (no servers), plus the
+error paths (401/404/409/413/415/422/429) that never reach a worker."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.auth import create_key
+from service.jobs import TIERS, JobStore
+from service.settings import Settings
+from tests.service.conftest import (
+    PNG_1X1,
+    run_worker,
+    wait_job,
+    write_video_only,
+    write_zero_length,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def svc_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cache = tmp_path_factory.mktemp("svc")
+    return {"cache_dir": cache, "environment": "test", "job_stale_s": 30}
+
+
+@pytest.fixture(scope="module")
+def settings(svc_values: dict[str, Any]) -> Settings:
+    return Settings(**svc_values)
+
+
+@pytest.fixture(scope="module")
+def worker(svc_values: dict[str, Any]) -> Iterator[Any]:
+    with run_worker(svc_values, Path(svc_values["cache_dir"]) / "worker.log") as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def keys(settings: Settings) -> dict[str, dict[str, str]]:
+    store = JobStore.from_settings(settings)
+    alice, _ = create_key(store, "alice")
+    bob, _ = create_key(store, "bob")
+    return {"alice": {"Authorization": f"Bearer {alice}"}, "bob": {"X-API-Key": bob}}
+
+
+def upload(client: TestClient, headers: dict[str, str], name: str, data: bytes,
+           ctype: str = "video/mp4", **fields: str) -> Any:
+    return client.post("/v1/jobs", headers=headers, files={"file": (name, data, ctype)},
+                       data=fields)
+
+
+# -- end to end ---------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.media
+def test_upload_repair_download_end_to_end(
+    client: TestClient, worker: Any, keys: dict[str, dict[str, str]], video_path: Path
+) -> None:
+    alice = keys["alice"]
+    r = upload(client, alice, "My Clip (1).mp4", video_path.read_bytes(), max_rounds="2",
+               outputs="wav,video,report")
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["state"] == "queued" and r.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["input_name"] == "My_Clip_1.mp4"
+    assert job["options"] == {"max_rounds": 2, "outputs": ["wav", "video", "report"]}
+
+    saw_running = wait_job(client, job["id"], alice, until=lambda j: j["state"] != "queued")
+    done = wait_job(client, job["id"], alice)
+    assert done["state"] == "succeeded", (done, worker.tail())
+    assert saw_running["state"] in ("running", "succeeded")
+    assert 0.0 <= done["scores"]["alignment"] <= 1.0 and 0.0 <= done["scores"]["sync"] <= 1.0
+    assert done["tier"] in TIERS and done["tier"] != "failed"
+    assert 1 <= done["rounds"] <= 2 and done["progress"]["fraction"] == 1.0
+    assert done["timings_s"]["total"] > 0 and done["attempts"] == 1
+    assert set(done["links"]) >= {"self", "audio", "video", "report"}
+
+    wav = client.get(done["links"]["audio"], headers=alice)
+    assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(wav.content)) as w:  # input: 48 kHz mono, 5.6 s
+        assert w.getframerate() == 48000 and w.getnchannels() == 1
+        assert abs(w.getnframes() / 48000 - 5.6) < 0.3
+    video = client.get(done["links"]["video"], headers=alice)
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+    assert 'filename="My_Clip_1.repaired.mp4"' in video.headers["content-disposition"]
+    report = client.get(done["links"]["report"], headers=alice).json()
+    for key in ("input", "captions", "analysis", "rounds", "chosen_round", "accepted", "backends",
+                "timings_s", "outputs"):
+        assert key in report
+    assert report["job_id"] == job["id"] and report["input"] == job["source"]
+    assert set(report["outputs"]) == {"wav", "video", "report"}
+
+    # Bob cannot see Alice's job or its files; the listing shows each caller only their own.
+    bob = keys["bob"]
+    assert client.get(f"/v1/jobs/{job['id']}", headers=bob).status_code == 404
+    assert client.get(f"/v1/jobs/{job['id']}/audio", headers=bob).status_code == 404
+    assert client.delete(f"/v1/jobs/{job['id']}", headers=bob).status_code == 404
+    assert all(j["id"] != job["id"] for j in client.get("/v1/jobs", headers=bob).json()["items"])
+    assert any(j["id"] == job["id"] for j in client.get("/v1/jobs", headers=alice).json()["items"])
+
+    # A finished job cannot be cancelled; metrics count it.
+    assert client.delete(f"/v1/jobs/{job['id']}", headers=alice).status_code == 409
+    metrics = client.get("/metrics").text
+    assert 'avagent_jobs{state="succeeded"}' in metrics
+    assert "avagent_job_duration_seconds_count" in metrics and "avagent_job_score_bucket" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.media
+def test_source_uri_job_and_worker_side_failure(
+    client: TestClient, worker: Any, keys: dict[str, dict[str, str]], settings: Settings,
+    speech_path: Path,
+) -> None:
+    alice = keys["alice"]
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    src = storage.key_uri("inbox/speech.wav")
+    storage.put_file(speech_path, src)
+    r = client.post("/v1/jobs", headers=alice, json={"source": src, "outputs": ["wav", "report"],
+                                                     "max_rounds": 1})
+    assert r.status_code == 202, r.text
+    # A file that passes the upload checks but not decoding fails as a job, with a reason.
+    bad = storage.key_uri("inbox/broken.wav")
+    storage.write_bytes(bad, b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 200)
+    r2 = client.post("/v1/jobs", headers=alice, json={"source": bad})
+    assert r2.status_code == 202, r2.text
+    done = wait_job(client, r.json()["id"], alice)
+    assert done["state"] == "succeeded", (done, worker.tail())
+    assert "video" not in done["links"] and "audio" in done["links"]
+    assert client.get(f"/v1/jobs/{done['id']}/video", headers=alice).status_code == 404
+    failed = wait_job(client, r2.json()["id"], alice)
+    assert failed["state"] == "failed" and failed["tier"] == "failed"
+    assert "broken.wav" in failed["error"] and "Traceback" not in failed["error"]
+    assert client.get(f"/v1/jobs/{failed['id']}/audio", headers=alice).status_code == 409
+
+
+# -- refusals before any work ---------------------------------------------------------------------
+@pytest.mark.media
+def test_upload_refusals(client: TestClient, keys: dict[str, dict[str, str]], tmp_path: Path,
+                         video_path: Path) -> None:
+    alice = keys["alice"]
+    png = upload(client, alice, "holiday.mp4", PNG_1X1 + b"\x00" * 2000)
+    assert png.status_code == 415 and "PNG image" in png.json()["detail"]
+    assert upload(client, alice, "empty.mp4", b"").status_code == 422
+    truncated = upload(client, alice, "cut.mp4", video_path.read_bytes()[:100_000])
+    assert truncated.status_code == 422 and "truncated" in truncated.json()["detail"]
+    silent = upload(client, alice, "silent.mp4", write_video_only(tmp_path / "v.mp4").read_bytes())
+    assert silent.status_code == 422 and "no audio track" in silent.json()["detail"]
+    zero = upload(client, alice, "zero.mp4", write_zero_length(tmp_path / "z.mp4").read_bytes())
+    assert zero.status_code == 422, zero.text
+    text = client.post("/v1/jobs", headers={**alice, "Content-Type": "text/plain"}, content=b"hello")
+    assert text.status_code == 415
+    raw_png = client.post("/v1/jobs", headers={**alice, "Content-Type": "video/mp4"}, content=PNG_1X1)
+    assert raw_png.status_code == 415
+    nofile = client.post("/v1/jobs", headers=alice, files={"other": ("a.txt", b"x")})
+    assert nofile.status_code == 422 and "'file'" in nofile.json()["detail"]
+    # None of these left a job behind.
+    assert all(j["input_name"] not in ("cut.mp4", "silent.mp4", "zero.mp4", "holiday.mp4")
+               for j in client.get("/v1/jobs?limit=200", headers=alice).json()["items"])
+
+
+def test_option_and_source_validation(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
+    alice = keys["alice"]
+    cases = [
+        {"source": "s3://b/x.mp4", "planner": "nope"},
+        {"source": "s3://b/x.mp4", "max_rounds": 99},
+        {"source": "s3://b/x.mp4", "threshold": 1.5},
+        {"source": "s3://b/x.mp4", "outputs": ["mp3"]},
+        {"source": "s3://b/x.mp4", "colour": "red"},
+        {},
+    ]
+    for body in cases:
+        r = client.post("/v1/jobs", headers=alice, json=body)
+        assert r.status_code == 422, (body, r.text)
+    for source in ("/etc/passwd", "file:///etc/passwd", "../../etc/passwd",
+                   "s3://bucket/in/../../x.mp4", "http://example.com/x.mp4", "bucket\x00/x"):
+        r = client.post("/v1/jobs", headers=alice, json={"source": source})
+        assert r.status_code == 422, (source, r.text)
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    r = client.post("/v1/jobs", headers=alice, json={"source": storage.key_uri("missing/x.mp4")})
+    assert r.status_code == 422 and "does not exist" in r.json()["detail"]
+    wav_header = b"RIFF\x00\x00\x00\x00WAVE" + b"\x00" * 600
+    bad = client.post("/v1/jobs", headers=alice, files={"file": ("a.wav", wav_header)},
+                      data={"options": "{not json"})
+    assert bad.status_code == 422
+    for path in ("/v1/jobs?limit=0", "/v1/jobs?state=weird", "/v1/jobs/x/nonsense"):
+        assert client.get(path, headers=alice).status_code == 422, path
+    batch = client.post("/v1/batches", headers=alice,
+                        json={"source": "s3://b/in/", "dest": "s3://b/in/out/", "pattern": "*.mp4"})
+    assert batch.status_code == 422 and "inside source" in batch.json()["detail"]
+    batch = client.post("/v1/batches", headers=alice,
+                        json={"source": "s3://b/in/", "dest": "s3://b/out/", "pattern": "../*"})
+    assert batch.status_code == 422
+
+
+def test_auth_and_unknown_ids(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
+    assert client.get("/v1/jobs").status_code == 401  # keys exist: anonymous is off
+    for headers in ({"Authorization": "Bearer avk_000000000000_wrong"}, {"X-API-Key": "nonsense"},
+                    {"Authorization": "Basic dXNlcjpwYXNz"}):
+        r = client.get("/v1/jobs", headers=headers)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    alice = keys["alice"]
+    for path in ("/v1/jobs/0123456789abcdef", "/v1/jobs/..%2F..%2Fetc", "/v1/batches/nope",
+                 "/v1/jobs/0123/report"):
+        assert client.get(path, headers=alice).status_code == 404, path
+    assert client.delete("/v1/jobs/0123456789abcdef", headers=alice).status_code == 404
+    for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+        assert client.get(path).status_code == 200, path
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/batches", "/v1/batches/{batch_id}"} <= set(spec["paths"])
+    assert {"JobCreate", "JobPublic", "BatchCreate", "BatchPublic"} <= set(spec["components"]["schemas"])
+
+
+# -- a service with no worker: jobs stay queued --------------------------------------------------
+@pytest.fixture
+def idle(tmp_path: Path) -> Iterator[tuple[TestClient, Settings]]:
+    settings = Settings(cache_dir=tmp_path, environment="test", max_upload_mb=0.2)
+    with TestClient(create_app(settings)) as c:
+        yield c, settings
+
+
+def test_size_limit_streaming_and_declared(idle: tuple[TestClient, Settings], video_path: Path) -> None:
+    client, _ = idle
+    big = video_path.read_bytes()  # 384 kB > 0.2 MB
+    r = upload(client, {}, "big.mp4", big)
+    assert r.status_code == 413 and "AVAGENT_MAX_UPLOAD_MB" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is enforced while streaming
+        for i in range(0, len(big), 65536):
+            yield big[i : i + 65536]
+
+    r = client.post("/v1/jobs", headers={"Content-Type": "video/mp4"}, content=chunks())
+    assert r.status_code == 413
+    assert not list((idle[1].cache_dir / "spool").iterdir())  # spool cleaned up
+
+
+@pytest.mark.media
+def test_anonymous_idempotency_cancel_pagination(idle: tuple[TestClient, Settings],
+                                                 speech_path: Path) -> None:
+    client, _ = idle
+    data = speech_path.read_bytes()
+    first = upload(client, {"Idempotency-Key": "k1"}, "a.wav", data, "audio/wav")
+    again = upload(client, {"Idempotency-Key": "k1"}, "a.wav", data, "audio/wav")
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    raw = client.post("/v1/jobs?filename=b.wav&max_rounds=1",
+                      headers={"Content-Type": "audio/wav"}, content=data)
+    assert raw.status_code == 202 and raw.json()["options"] == {"max_rounds": 1}
+    page = client.get("/v1/jobs?limit=1").json()
+    assert page["total"] == 2 and len(page["items"]) == 1 and "offset=1" in page["next"]
+    assert client.get(page["next"]).json()["next"] is None
+
+    jid = first.json()["id"]
+    assert client.get(f"/v1/jobs/{jid}/audio").status_code == 409
+    cancelled = client.delete(f"/v1/jobs/{jid}")
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    assert client.delete(f"/v1/jobs/{jid}").status_code == 409
+    assert client.get("/v1/jobs?state=cancelled").json()["total"] == 1
+
+    # Creating the first key ends the anonymous mode.
+    key, _ = create_key(client.app.state.store, "carol", rate_per_minute=3, max_concurrent=1)  # type: ignore[attr-defined]
+    assert client.get("/v1/jobs").status_code == 401
+    carol = {"X-API-Key": key}
+    assert client.get("/v1/jobs", headers=carol).json()["total"] == 0
+    assert upload(client, carol, "c.wav", data, "audio/wav").status_code == 202
+    busy = upload(client, carol, "d.wav", data, "audio/wav")  # 1 job queued = her limit
+    assert busy.status_code == 429 and "Retry-After" in busy.headers
+    limited = client.get("/v1/jobs", headers=carol)  # 4th request within the minute
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_production_requires_keys(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path, environment="production", secret_key="s3cr3t-value")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/jobs").status_code == 401
+
+
+def test_readyz_reports_broken_parts(tmp_path: Path) -> None:
+    port_nobody_listens = 1
+    settings = Settings(cache_dir=tmp_path, environment="test",
+                        broker_url=f"redis://127.0.0.1:{port_nobody_listens}/0")
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["checks"]["broker"]["ok"] is False and body["checks"]["database"]["ok"] is True
+        assert json.dumps(body)  # serialisable, with reasons
