@@ -34,6 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
     settings = get_settings()
+
+    def _exit(signum: int, _frame: object) -> None:
+        # uvicorn re-raises the signal after its graceful shutdown; exiting through Python
+        # (not the default handler) lets the finally below stop the worker too.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
     worker = None
     if args.worker:
         cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", args.queues,

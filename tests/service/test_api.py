@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,3 +301,87 @@ def test_readyz_reports_broken_parts(tmp_path: Path) -> None:
         body = r.json()
         assert body["checks"]["broker"]["ok"] is False and body["checks"]["database"]["ok"] is True
         assert json.dumps(body)  # serialisable, with reasons
+
+
+@pytest.mark.slow
+@pytest.mark.media
+def test_cancel_running_job_publishes_nothing(
+    client: TestClient, worker: Any, keys: dict[str, dict[str, str]], video_path: Path
+) -> None:
+    alice = keys["alice"]
+    r = upload(client, alice, "cancel-me.mp4", video_path.read_bytes(), max_rounds="3")
+    jid = r.json()["id"]
+    wait_job(client, jid, alice, until=lambda j: j["state"] == "running")
+    cancelled = client.delete(f"/v1/jobs/{jid}", headers=alice)
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    deadline = time.monotonic() + 30
+    while "cancelled while running" not in worker.tail(200_000) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = client.get(f"/v1/jobs/{jid}", headers=alice).json()
+    assert job["state"] == "cancelled" and "audio" not in job["links"]
+    assert client.get(f"/v1/jobs/{jid}/audio", headers=alice).status_code == 409
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    assert not storage.exists(storage.key_uri(f"jobs/{jid}/cancel-me.repaired.wav"))
+
+
+def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    from service.cli import main
+    from service.settings import get_settings
+
+    monkeypatch.setenv("AVAGENT_CACHE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert main(["keys", "create", "--name", "ci"]) == 0
+        key = capsys.readouterr().out.strip()
+        assert key.startswith("avk_")
+        store = JobStore.from_settings(Settings(cache_dir=tmp_path))
+        (record,) = store.list_keys()
+        assert record.name == "ci" and key not in record.key_hash  # only the hash is stored
+        assert main(["keys", "list"]) == 0 and record.id in capsys.readouterr().out
+        assert main(["keys", "revoke", record.id]) == 0
+        assert main(["keys", "revoke", record.id]) == 2  # already revoked: one clear line
+        assert "already revoked" in capsys.readouterr().err
+        with TestClient(create_app(Settings(cache_dir=tmp_path, environment="test"))) as c:
+            r = c.get("/v1/jobs", headers={"X-API-Key": key})
+            assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.slow
+@pytest.mark.media
+def test_serve_runs_api_and_worker_with_one_command(tmp_path: Path, speech_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.service.conftest import REPO, free_port, settings_env, stop, wait_port
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=settings_env({"cache_dir": tmp_path, "environment": "development"}), cwd=REPO,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        assert wait_port(port, 60), (tmp_path / "serve.log").read_text()
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as http:
+            r = http.post("/v1/jobs", files={"file": ("speech.wav", speech_path.read_bytes())},
+                          data={"max_rounds": "1"})
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 60
+            while (job := http.get(f"/v1/jobs/{r.json()['id']}").json())["state"] in ("queued", "running"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.3)
+            assert job["state"] == "succeeded", (tmp_path / "serve.log").read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)  # stops the API, which stops its worker
+        proc.wait(timeout=40)
+        out = subprocess.run(["ps", "-o", "pid=", "--sid", str(proc.pid)], capture_output=True, text=True)
+        assert out.stdout.strip() == "", f"left behind: {out.stdout}"
+    finally:
+        stop(proc)
+        log.close()
