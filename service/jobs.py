@@ -98,6 +98,11 @@ def _chosen_scores(report: dict[str, Any]) -> dict[str, float]:
     return dict(baseline.get("scores") or {})
 
 
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (a CursorResult's rowcount; typed loosely by SQLAlchemy)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -259,7 +264,7 @@ class JobStore:
                 .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
-            return bool(res.rowcount)
+            return _rowcount(res) > 0
 
     # -- jobs ------------------------------------------------------------------------------
     def create_job(self, job: Job) -> tuple[Job, bool]:
@@ -339,18 +344,19 @@ class JobStore:
                     progress={"stage": "queued", "round": 0, "max_rounds": 0, "fraction": 0.0},
                 )
             )
-            if not res.rowcount:
+            if not _rowcount(res):
                 return None
             return s.get(Job, job_id)
 
-    def _running_update(self, job_id: str, worker: str, **values: Any) -> bool:
+    def _running_update(self, job_id: str, claimed_by: str, **values: Any) -> bool:
+        """Update a job only while it is running under the claim ``claimed_by``."""
         with self.session() as s:
             res = s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.state == RUNNING, Job.worker == worker)
+                .where(Job.id == job_id, Job.state == RUNNING, Job.worker == claimed_by)
                 .values(**values)
             )
-            return bool(res.rowcount)
+            return _rowcount(res) > 0
 
     def heartbeat(self, job_id: str, worker: str, progress: dict[str, Any] | None = None) -> bool:
         """Refresh the heartbeat (and progress); False when the job was cancelled or taken."""
@@ -370,7 +376,7 @@ class JobStore:
             return self._running_update(job_id, worker, **values)
         with self.session() as s:
             res = s.execute(update(Job).where(Job.id == job_id, Job.state.in_(ACTIVE)).values(**values))
-            return bool(res.rowcount)
+            return _rowcount(res) > 0
 
     def requeue(self, job_id: str, worker: str, note: str) -> bool:
         """Back to ``queued`` (a retry is on its way)."""
@@ -386,7 +392,7 @@ class JobStore:
                 .where(Job.id == job_id, Job.state.in_(ACTIVE))
                 .values(state=CANCELLED, finished_at=utcnow(), error="cancelled by the caller")
             )
-            return bool(res.rowcount)
+            return _rowcount(res) > 0
 
     def stale_running(self, stale_s: float) -> list[Job]:
         cutoff = utcnow() - timedelta(seconds=stale_s)
@@ -404,7 +410,7 @@ class JobStore:
                 .where(Job.id == job_id, Job.state == RUNNING, Job.heartbeat_at < cutoff)
                 .values(state=QUEUED, worker=None)
             )
-            return bool(res.rowcount)
+            return _rowcount(res) > 0
 
     def queued_jobs(self) -> list[Job]:
         with self.session() as s:
@@ -476,7 +482,7 @@ class JobStore:
                 .where(Job.batch_id == batch_id, Job.state.in_(ACTIVE))
                 .values(state=CANCELLED, finished_at=utcnow(), error="batch cancelled by the caller")
             )
-            return int(res.rowcount or 0)
+            return _rowcount(res)
 
     # -- metrics ---------------------------------------------------------------------------
     def state_counts(self) -> dict[str, int]:

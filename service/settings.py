@@ -60,22 +60,24 @@ class Settings(BaseSettings):
     source_prefixes: str = ""
 
     # API limits per key (in-process token bucket per API replica) and the anonymous dev user.
-    rate_limit_per_minute: int = Field(600, ge=1, description="requests per key per minute")
-    max_concurrent_jobs: int = Field(16, ge=1, description="queued+running single jobs per key")
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="requests per key per minute")
+    max_concurrent_jobs: int = Field(default=16, ge=1, description="queued+running single jobs per key")
     allow_anonymous: bool = Field(
-        True, description="development/test only: no keys exist -> one anonymous local user"
+        default=True, description="development/test only: no keys exist -> one anonymous local user"
     )
 
     # Queue (Celery). A job goes to gpu_queue when it needs a model backend.
     cpu_queue: str = "avagent.cpu"
     gpu_queue: str = "avagent.gpu"
-    gpu_planners: str = Field("llm,vllm", description="comma-separated planners that need a GPU")
-    task_soft_time_limit_s: float = Field(900.0, gt=0)
-    task_time_limit_s: float = Field(960.0, gt=0)
-    task_max_retries: int = Field(3, ge=0, description="retries for transient storage/backend errors")
-    task_retry_backoff_s: float = Field(2.0, gt=0, description="first retry delay; doubles")
-    job_stale_s: float = Field(60.0, gt=0, description="a running job without heartbeat this long is requeued")
-    max_attempts: int = Field(4, ge=1, description="deliveries of one job before it is failed")
+    gpu_planners: str = Field(default="llm,vllm", description="comma-separated planners that need a GPU")
+    task_soft_time_limit_s: float = Field(default=900.0, gt=0)
+    task_time_limit_s: float = Field(default=960.0, gt=0)
+    task_max_retries: int = Field(default=3, ge=0, description="retries for transient storage/backend errors")
+    task_retry_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles")
+    job_stale_s: float = Field(
+        default=60.0, gt=0, description="a running job without heartbeat this long is requeued"
+    )
+    max_attempts: int = Field(default=4, ge=1, description="deliveries of one job before it is failed")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

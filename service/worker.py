@@ -289,15 +289,15 @@ def _run_job(ctx: _Context, job: Job, worker: str, hb: _Heartbeat) -> None:
     from service.pipeline import RepairOptions, repair_file
 
     store, storage = ctx.store, ctx.storage
-    last = {"t": 0.0, "stage": ""}
+    last_t, last_stage = [0.0], [""]
 
     def progress(event: dict[str, Any]) -> None:
         if hb.cancelled.is_set():
             raise JobCancelledError(job.id)
         now = time.monotonic()
         stage = str(event.get("stage", ""))
-        if stage != last["stage"] or now - last["t"] >= 0.5:
-            last.update(t=now, stage=stage)
+        if stage != last_stage[0] or now - last_t[0] >= 0.5:
+            last_t[0], last_stage[0] = now, stage
             clean = {
                 "stage": stage,
                 "round": int(event.get("round", 0)),

@@ -17,6 +17,7 @@ from avagent.errors import BackendError, MediaError, ParameterError
 from service.api import create_app
 from service.jobs import QUEUED, RUNNING, Job, JobStore, consistency_tier, new_id
 from service.settings import Settings
+from service.storage import Storage
 from service.worker import is_transient, queue_for
 from tests.service.conftest import run_worker, wait_job
 
@@ -139,3 +140,47 @@ def test_job_survives_worker_killed_mid_job(tmp_path: Path, video_path: Path) ->
             assert done["attempts"] == 2
             assert "requeued" in w2.tail(100_000)
         assert client.get(f"/v1/jobs/{jid}/audio").status_code == 200
+
+
+class _FlakyStorage(Storage):
+    """Real local storage whose first ``fail`` downloads raise a connection reset."""
+
+    def __init__(self, root: str, fail: int) -> None:
+        super().__init__(root)
+        self.fail = fail
+
+    def get_file(self, uri: str, local: Path) -> str:
+        if self.fail > 0:
+            self.fail -= 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return super().get_file(uri, local)
+
+
+@pytest.mark.slow
+@pytest.mark.media
+@pytest.mark.parametrize(("failures", "state"), [(1, "succeeded"), (5, "failed")])
+def test_transient_storage_errors_retry_then_succeed_or_fail(
+    tmp_path: Path, speech_path: Path, failures: int, state: str
+) -> None:
+    from service import worker as w
+
+    settings = Settings(cache_dir=tmp_path, task_max_retries=2, task_retry_backoff_s=0.01)
+    store = JobStore.from_settings(settings)
+    storage = _FlakyStorage(str(tmp_path / "storage"), fail=failures)
+    src = storage.key_uri("in/speech.wav")
+    storage.put_file(speech_path, src)
+    job, _ = store.create_job(Job(
+        id=new_id(), owner="o", queue=settings.cpu_queue, source=src, input_name="speech.wav",
+        output_prefix=storage.key_uri("out"), options={"max_rounds": 1, "outputs": ["wav"]},
+    ))
+    w._contexts[os.getpid()] = w._Context(settings, store, storage)
+    try:
+        w.repair_job.apply(args=[job.id])  # eager: retries run in-line
+    finally:
+        w._contexts.pop(os.getpid(), None)
+    done = store.get_job(job.id)
+    assert done is not None and done.state == state
+    if state == "succeeded":
+        assert done.attempts == 2 and storage.exists(done.outputs["wav"])
+    else:
+        assert done.attempts == 3 and "Connection reset" in (done.error or "")
