@@ -22,9 +22,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytest.importorskip("fastapi", reason="the service extra is not installed (pip install -e '.[service]')")
-pytest.importorskip("celery", reason="the service extra is not installed")
-
 
 def free_port() -> int:
     with socket.socket() as s:
