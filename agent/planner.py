@@ -88,6 +88,9 @@ DENOISERS: dict[NoiseKind, list[tuple[str, dict[str, Any]]]] = {
 }
 
 
+_DENOISE = {"wiener", "spectral_gating", "spectral_subtraction", "wavelet_denoise"}
+
+
 class RulePlanner:
     """Expert rules: each measured fault maps to the action (and parameters) that undoes it.
 
@@ -131,6 +134,16 @@ class RulePlanner:
             ))
 
         denoise = self._denoiser(facts, history)
+        if denoise is None and last is not None and last.scores.details.get("noise", 1.0) < ACCEPT:
+            # Reflection heard noise left after the last round (e.g. under removed hum): treat it.
+            denoise = self._denoiser(
+                facts.model_copy(update={"audio": a.model_copy(update={
+                    "noise_kind": NoiseKind.BROADBAND, "snr_db": min(a.snr_db, NOISE_SNR_DB - 1),
+                })}),
+                history,
+                why=f"reflection found noise left after round {last.index} "
+                f"(noise score {last.scores.details['noise']:.2f})",
+            )
         if denoise is not None:
             steps.append(denoise)
 
@@ -192,7 +205,7 @@ class RulePlanner:
             ))
         return validate_plan(Plan(steps=steps, planner=self.name, notes=notes))
 
-    def _denoiser(self, facts: Facts, history: list[Round]) -> Step | None:
+    def _denoiser(self, facts: Facts, history: list[Round], why: str = "") -> Step | None:
         a = facts.audio
         choices = DENOISERS.get(a.noise_kind)
         if not choices:
@@ -200,16 +213,20 @@ class RulePlanner:
         limit = MUSIC_SNR_DB if a.music_likelihood >= 0.5 else NOISE_SNR_DB
         if a.snr_db >= limit:
             return None
-        # Each earlier round whose alignment did not pass moves on to the next denoiser.
-        failed = sum(1 for r in history if r.scores.alignment < ACCEPT)
+        # Each earlier denoising round whose alignment did not pass moves on to the next denoiser.
+        failed = sum(
+            1 for r in history
+            if r.scores.alignment < ACCEPT and any(s.action in _DENOISE for s in r.plan.steps)
+        )
         index = min(failed, len(choices) - 1)
         action, params = choices[index]
         music = " (music present: gentle)" if a.music_likelihood >= 0.5 else ""
+        what = why or f"{a.noise_kind.value} noise at about {a.snr_db:.0f} dB SNR{music}"
         return Step(
             action=action,
             params=dict(params),
-            reasoning=f"{a.noise_kind.value} noise at about {a.snr_db:.0f} dB SNR{music}: "
-            f"{action.replace('_', ' ')}" + (" (next choice after feedback)" if index else ""),
+            reasoning=f"{what}: {action.replace('_', ' ')}"
+            + (" (next choice after feedback)" if index else ""),
         )
 
 

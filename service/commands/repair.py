@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     files, problems = expand_inputs(args.inputs)
     err = Console(stderr=True)
     for item, why in problems:
-        err.print(f"avagent repair: {item}: {why}", markup=False, highlight=False)
+        print(f"avagent repair: {item}: {why}", file=sys.stderr)
     if not files:
         return 2
     outdir: Path = args.outdir
@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
             except AvagentError as exc:
                 failures += 1
                 rows.append({"file": f.name, "ok": False, "error": str(exc)})
-                err.print(f"avagent repair: {f}: {exc}", markup=False, highlight=False)
+                bar.stop()  # one plain line (rich would wrap it), then the bar resumes
+                print(f"avagent repair: {f}: {exc}", file=sys.stderr)
+                bar.start()
             finally:
                 bar.remove_task(clip)
                 bar.update(total, completed=i + 1)

@@ -106,3 +106,14 @@ def test_random_planner_is_reproducible_and_valid():
     a = get_planner("random").plan(facts(), {}, [])
     b = get_planner("random").plan(facts(), {}, [])
     assert a == b and 1 <= len(a.steps) <= 2
+
+
+def test_reflection_feedback_adds_a_denoiser_for_noise_left():
+    f = facts({"noise_kind": NoiseKind.HUM, "hum_hz": 50.0, "hum_db": 30.0, "snr_db": 3.0})
+    first = RulePlanner().plan(f, {}, [])
+    assert actions_of(first) == ["remove_hum"]
+    r1 = Round(index=1, plan=first, improved=True,
+               scores=Scores(alignment=0.77, sync=0.85, details={"noise": 0.77, "hum": 1.0}))
+    second = RulePlanner().plan(f, {}, [r1])
+    assert actions_of(second) == ["remove_hum", "wiener"]
+    assert "noise left after round 1" in second.steps[1].reasoning
