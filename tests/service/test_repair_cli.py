@@ -52,7 +52,7 @@ def test_repair_real_video_writes_outputs_and_report(tmp_path, hummed_video, cap
     assert "hum" in report["captions"]["audio"]
     assert "motion" in report["captions"]["video"] or "shot" in report["captions"]["video"]
     first = report["rounds"][0]
-    assert [s["action"] for s in first["plan"]][0] == "remove_hum"
+    assert first["plan"][0]["action"] == "remove_hum"
     assert all(s["reasoning"] for s in first["plan"])
     assert set(first["scores"]) >= {"alignment", "sync"}
     assert report["chosen_round"] >= 1 and report["accepted"] is True
@@ -73,7 +73,7 @@ def test_clean_input_is_left_untouched(tmp_path, video_path):
     assert code == 0
     report = json.loads((tmp_path / "mp4.report.json").read_text())
     assert report["chosen_round"] == 0
-    y_in, sr = media.load_audio(video_path)
+    y_in, _ = media.load_audio(video_path)
     y_out, _ = media.load_audio(tmp_path / "mp4.repaired.wav")
     err = y_out - y_in
     sdr = 10 * np.log10(np.sum(y_in**2) / np.sum(err**2))
