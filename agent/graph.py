@@ -38,8 +38,9 @@ def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     ctx = runtime.context
     _progress(ctx, "perceive", 0, 0.05)
     t0 = time.perf_counter()
-    perceive_fn = ctx.perceive
-    if perceive_fn is None:
+    if ctx.perceive is not None:
+        perceive_fn = ctx.perceive
+    else:
         from agent.perceive import perceive as perceive_fn
     y, sr = state["audio"], state["sr"]
     facts: Facts = perceive_fn(

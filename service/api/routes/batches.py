@@ -42,7 +42,7 @@ def batch_public(store: JobStore, b: Batch) -> BatchPublic:
     if b.manifest_uri:
         links["manifest"] = f"/v1/batches/{b.id}/manifest"
     return BatchPublic(
-        id=b.id, state=b.state,  # type: ignore[arg-type]
+        id=b.id, state=b.state,
         source=b.source, dest=b.dest, pattern=b.pattern, options=dict(b.options or {}),
         counts=BatchCounts(total=b.total, skipped=b.skipped, **counts),
         progress=round(min(1.0, progress), 4), manifest=b.manifest_uri, error=b.error,

@@ -89,11 +89,11 @@ def job_public(job: Job, request: Request | None = None) -> JobPublic:
         links["batch"] = f"/v1/batches/{job.batch_id}"
     summary = job.summary or {}
     return JobPublic(
-        id=job.id, state=job.state, source=job.source, input_name=job.input_name,  # type: ignore[arg-type]
+        id=job.id, state=job.state, source=job.source, input_name=job.input_name,
         options=dict(job.options or {}), queue=job.queue, batch_id=job.batch_id,
-        progress=dict(job.progress or {}),  # type: ignore[arg-type]
-        scores={"alignment": job.score_alignment, "sync": job.score_sync},  # type: ignore[arg-type]
-        accepted=job.accepted, tier=job.tier,  # type: ignore[arg-type]
+        progress=dict(job.progress or {}),
+        scores={"alignment": job.score_alignment, "sync": job.score_sync},
+        accepted=job.accepted, tier=job.tier,
         rounds=job.rounds, chosen_round=summary.get("chosen_round"),
         summary=summary.get("summary"), timings_s=summary.get("timings_s") or {},
         error=job.error, attempts=job.attempts, created_at=job.created_at,
