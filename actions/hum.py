@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 _NOMINAL = (50.0, 60.0)
 _SEARCH_HZ = 0.5  # mains and tape-speed drift: look within ±0.5 Hz of nominal
+_MAINS_HZ = 0.3  # ...but the refined fundamental must sit this close to nominal
 _DETECT_DB = 12.0  # a comb tooth must stand this far above its neighbourhood to count as hum
 _HARMONIC_DB = 6.0  # harmonics weaker than this above the floor are left alone (auto mode)
 
@@ -35,7 +36,7 @@ class RemoveHumParams(ActionParams):
         12, ge=1, le=60, description="Highest harmonic number removed (1 = fundamental only)."
     )
     bandwidth_hz: float = Field(
-        0.3, ge=0.05, le=10.0, description="Tracking bandwidth = half-width of each notch, in Hz."
+        0.1, ge=0.05, le=10.0, description="Tracking bandwidth = half-width of each notch, in Hz."
     )
 
 
@@ -88,7 +89,10 @@ def detect_hum(y: np.ndarray, *, sr: int) -> tuple[float | None, float]:
     _, f0, level, fund_db, n_strong = best
     # One tall tooth away from the fundamental is more often a sideband of a modulated note
     # than hum: ask for the fundamental itself or two teeth.
-    found = level >= _DETECT_DB and (fund_db >= _DETECT_DB or n_strong >= 2)
+    # Mains is held within a few tenths of a hertz; a tall line further off is a musical note
+    # (clean Music2 has one at 49.67 Hz).
+    near = any(abs(f0 - nominal) <= _MAINS_HZ for nominal in _NOMINAL)
+    found = near and level >= _DETECT_DB and (fund_db >= _DETECT_DB or n_strong >= 2)
     return (f0 if found else None), level
 
 
@@ -98,7 +102,7 @@ def remove_hum(
     sr: int,
     fundamental_hz: float | None = None,
     harmonics: int = 12,
-    bandwidth_hz: float = 0.3,
+    bandwidth_hz: float = 0.1,
 ) -> np.ndarray:
     """Remove mains hum (fundamental and harmonics) by subtracting a tracked sinusoid model.
 

@@ -1,4 +1,13 @@
-"""Spectral gating with noisereduce (its numpy path), stationary or non-stationary."""
+"""Spectral gating (noisereduce's algorithm on our float32 STFT), stationary or non-stationary.
+
+noisereduce itself is not called: its numpy path runs scipy's float64 STFT one channel at a time
+(too slow for 50x real time on one core), learns its stationary threshold from the whole clip and
+dims the mask at the clip edges when it smooths it (zero padding). The same gate here runs on
+:mod:`actions._dsp` for all channels at once, pads the mask by edge values before smoothing,
+caps the stationary threshold by the model noise floor of :func:`actions._dsp.noise_psd` (which is
+zero where no stationary floor exists: clean music is left alone) and limits the attenuation to
+``floor_db``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,10 @@ import logging
 
 import numpy as np
 from pydantic import Field
+from scipy.ndimage import convolve1d
+from scipy.signal import filtfilt
 
-from actions._dsp import fft_size, from_rows, to_rows
+from actions._dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 from actions.base import ActionParams
 
 logger = logging.getLogger(__name__)
@@ -38,6 +49,9 @@ class SpectralGatingParams(ActionParams):
         50.0, ge=10.0, le=1000.0, description="Smoothing of the gate over time, in ms."
     )
     frame_ms: float = Field(20.0, ge=8.0, le=200.0, description="STFT frame length in ms.")
+    floor_db: float = Field(
+        -20.0, ge=-100.0, le=0.0, description="Lowest gain a gated bin gets, in dB."
+    )
 
 
 def spectral_gating(
@@ -51,14 +65,17 @@ def spectral_gating(
     freq_mask_smooth_hz: float = 500.0,
     time_mask_smooth_ms: float = 50.0,
     frame_ms: float = 20.0,
+    floor_db: float = -20.0,
 ) -> np.ndarray:
-    """Gate time-frequency bins that do not rise above the noise (``noisereduce.reduce_noise``).
+    """Gate time-frequency bins that do not rise above the noise (noisereduce's spectral gate).
 
     The stationary gate measures the mean and spread (in dB) of every frequency bin over the
     clip and mutes bins below ``mean + n_std_thresh * std``; the non-stationary gate compares
     every bin with its own smoothed level over ``time_constant_s``. The gate is smoothed over
-    ``freq_mask_smooth_hz`` and ``time_mask_smooth_ms``. Runs noisereduce's numpy code (never its
-    torch gate), one row at a time.
+    ``freq_mask_smooth_hz`` and ``time_mask_smooth_ms``. The stationary statistics come from the
+    quietest 15 % of frames (noise alone in pauses, the floor in continuous music), capped by
+    the threshold Gaussian noise of the :func:`actions._dsp.noise_psd` floor would have; that
+    floor is zero where the clip shows no stationary noise, so clean music passes untouched.
 
     Parameters
     ----------
@@ -80,6 +97,9 @@ def spectral_gating(
         Width of the gate's smoothing over time in ms.
     frame_ms : float
         STFT frame length in ms (rounded to a power of two samples; hop is a quarter).
+    floor_db : float
+        Gain of a fully gated bin in dB (noisereduce's ``prop_decrease=1`` is -inf dB); a floor
+        keeps the residual natural and caps the damage of a wrong gate.
 
     Returns
     -------
@@ -94,58 +114,77 @@ def spectral_gating(
     >>> spectral_gating(y, sr=48000).shape
     (48000,)
     """
-    # Imported here: it is heavy (joblib, tqdm). noisereduce's own __init__ imports torch when
-    # torch is installed (for its torch gate, which we never call); that does not touch CUDA.
-    import noisereduce as nr
-
-    rows = to_rows(y)
+    rows = to_rows(y, np.float32)
     n = rows.shape[-1]
     n_fft = fft_size(sr, frame_ms)
     if n < 2 * n_fft:
         return y.copy()
     hop = n_fft // 4
-    # The mask smoothing must span at least one bin / one hop or noisereduce refuses.
-    freq_smooth = max(freq_mask_smooth_hz, 2.0 * sr / n_fft + 1.0)
-    time_smooth = max(time_mask_smooth_ms, 1000.0 * hop / sr + 1.0)
-    out = np.empty_like(rows)
-    for i, row in enumerate(rows):
-        res = nr.reduce_noise(
-            y=row,
-            sr=sr,
-            stationary=stationary,
-            y_noise=_quietest(row, sr) if stationary else None,
-            prop_decrease=prop_decrease,
-            n_std_thresh_stationary=n_std_thresh,
-            time_constant_s=time_constant_s,
-            freq_mask_smooth_hz=freq_smooth,
-            time_mask_smooth_ms=time_smooth,
-            n_fft=n_fft,
-            hop_length=hop,
-            chunk_size=max(n, 600000),  # one chunk: no temp memmap, stats over the whole clip
-            padding=n_fft * 2,
-            use_tqdm=False,
-            n_jobs=1,
-            use_torch=False,
-        )
-        out[i] = np.asarray(res, dtype=np.float64).reshape(-1)[:n]
+    X = stft(rows, n_fft)  # (m, T, F) complex64
+    P = power(X)
+    if stationary:
+        keep = _gate_stationary(P, n_fft, sr, n_std_thresh)
+    else:
+        keep = _gate_nonstationary(P, sr, hop, time_constant_s)
+    # noisereduce's triangular smoothing kernel, separable, over edge-padded copies of the mask.
+    n_freq = max(1, int(freq_mask_smooth_hz / (sr / (n_fft / 2))))
+    n_time = max(1, int(time_mask_smooth_ms / (hop / sr * 1000)))
+    keep = convolve1d(keep, _triangle(n_freq), axis=2, mode="nearest")
+    keep = convolve1d(keep, _triangle(n_time), axis=1, mode="nearest")
+    # gain = 1 - prop * (1 - keep) * (1 - floor): keep=1 passes, keep=0 goes to the floor.
+    cut = np.float32(prop_decrease * (1.0 - 10.0 ** (floor_db / 20.0)))
+    keep -= 1.0
+    keep *= cut
+    keep += 1.0
+    X *= keep
+    out = istft(X, n_fft, n)
     logger.debug("spectral_gating: stationary=%s n_fft=%d", stationary, n_fft)
     return from_rows(out, y)
 
 
-def _quietest(x: np.ndarray, sr: int, frame_s: float = 0.05, fraction: float = 0.15) -> np.ndarray:
-    """The quietest ``fraction`` of ``frame_s`` frames of ``x``, joined in time order.
+def _gate_stationary(P: np.ndarray, n_fft: int, sr: int, n_std: float) -> np.ndarray:
+    """1 where a bin's dB level exceeds the noise's mean + ``n_std`` std in dB, else 0.
 
-    noisereduce's stationary gate learns its threshold from ``y_noise`` (by default the whole
-    clip, whose music or speech pushes the threshold far into the signal). The quietest frames
-    are noise alone in speech pauses and the noise-dominated floor in continuous music.
+    noisereduce measures the mean and std of every bin's dB level on a noise clip (by default
+    the whole signal, whose music or speech pushes the threshold far into the signal). Here the
+    noise is the stationary floor of :func:`actions._dsp.noise_psd` (with its stationarity
+    confidence: no floor, no gate), and the dB statistics are those of Gaussian noise of that
+    power: an STFT bin's power is exponential, so its dB level has mean ``10 log10 N - 2.51`` and
+    std 5.57 dB.
     """
-    L = max(16, int(frame_s * sr))
-    nf = x.size // L
-    if nf < 8:
-        return x
-    frames = x[: nf * L].reshape(nf, L)
-    energy = np.einsum("ij,ij->i", frames, frames)
-    k = max(4, int(np.ceil(fraction * nf)))
-    keep = np.sort(np.argpartition(energy, k - 1)[:k])
-    return frames[keep].reshape(-1)
+    N = noise_psd(P, n_fft, sr=sr)
+    thresh = (N * 10.0 ** ((-2.51 + 5.57 * n_std) / 10.0)).astype(np.float32)
+    # noisereduce's own statistics on the quietest 15 % of frames (frames wholly inside the
+    # signal, ranked by mean dB over bins so the loud low end of pink noise does not pick them).
+    # They follow a non-Gaussian noise better; the model threshold caps them where the quiet
+    # frames still hold music, and switches the gate off where there is no stationary floor.
+    T = P.shape[1]
+    db = 10.0 * np.log10(P + np.float32(1e-20))
+    inner = np.arange(4, T - 4) if T > 16 else np.arange(T)
+    k = min(max(4, int(np.ceil(0.15 * inner.size))), inner.size)
+    quiet = inner[np.argpartition(db[:, inner, :].mean(axis=(0, 2)), k - 1)[:k]]
+    ref = db[:, quiet, :]
+    thresh_db = ref.mean(axis=1, keepdims=True) + n_std * ref.std(axis=1, keepdims=True)
+    np.minimum(thresh, 10.0 ** (thresh_db / 10.0), out=thresh)
+    return (thresh < P).astype(np.float32)
 
+
+def _gate_nonstationary(P: np.ndarray, sr: int, hop: int, time_constant_s: float) -> np.ndarray:
+    """noisereduce's non-stationary gate: a sigmoid of how far a bin's magnitude stands above
+    its own level smoothed over ``time_constant_s`` (forward-backward one-pole filter)."""
+    A = np.sqrt(P)
+    t_frames = time_constant_s * sr / float(hop)
+    b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    smooth = filtfilt([b], [1, b - 1], A, axis=1, padtype=None).astype(np.float32)
+    np.maximum(smooth, np.float32(1e-10), out=smooth)
+    ratio = (A - smooth) / smooth
+    # sigmoid((ratio - 2) * 10): noisereduce's thresh_n_mult=2 and slope=10
+    return (1.0 / (1.0 + np.exp(-(ratio - 2.0) * 10.0))).astype(np.float32)
+
+
+def _triangle(n_grad: int) -> np.ndarray:
+    """noisereduce's mask-smoothing ramp (2 * n_grad + 1 taps without the zero ends), unit sum."""
+    k = np.concatenate(
+        [np.linspace(0, 1, n_grad + 1, endpoint=False), np.linspace(1, 0, n_grad + 2)]
+    )[1:-1]
+    return (k / k.sum()).astype(np.float32)

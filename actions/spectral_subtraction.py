@@ -7,7 +7,16 @@ import logging
 import numpy as np
 from pydantic import Field
 
-from actions._dsp import fft_size, from_rows, istft, noise_psd, smooth_power, stft, to_rows
+from actions._dsp import (
+    fft_size,
+    from_rows,
+    istft,
+    noise_psd,
+    power,
+    smooth_power,
+    stft,
+    to_rows,
+)
 from actions.base import ActionParams
 from avagent.audio import validate_audio
 
@@ -18,7 +27,7 @@ class SpectralSubtractionParams(ActionParams):
     """Parameters of :func:`spectral_subtraction` (the ``noise`` clip is a call-only argument)."""
 
     over_subtraction: float = Field(
-        1.5, ge=0.5, le=6.0, description="Multiple of the noise power to subtract (>1 is harsher)."
+        2.5, ge=0.5, le=6.0, description="Multiple of the noise power to subtract (>1 is harsher)."
     )
     floor_db: float = Field(
         -20.0, ge=-60.0, le=0.0, description="Lowest gain any time-frequency bin gets, in dB."
@@ -33,7 +42,7 @@ def spectral_subtraction(
     y: np.ndarray,
     *,
     sr: int,
-    over_subtraction: float = 1.5,
+    over_subtraction: float = 2.5,
     floor_db: float = -20.0,
     noise_percentile: float = 10.0,
     frame_ms: float = 40.0,
@@ -80,19 +89,24 @@ def spectral_subtraction(
     >>> spectral_subtraction(y, sr=48000).shape
     (48000,)
     """
-    rows = to_rows(y)
+    rows = to_rows(y, np.float32)
     n = rows.shape[-1]
     n_fft = fft_size(sr, frame_ms)
     X = stft(rows, n_fft)
-    P = X.real**2 + X.imag**2
-    N = _noise_from(noise, rows.shape[0], n_fft) if noise is not None else None
-    if N is None:
-        N = noise_psd(P, n_fft, sr=sr, percentile=noise_percentile)
-    S = smooth_power(P, frames=5, bins=3)
+    S = smooth_power(power(X), frames=5, bins=3)
+    if noise is not None:
+        N = _noise_from(noise, rows.shape[0], n_fft)
+    else:
+        N = noise_psd(S, n_fft, sr=sr, percentile=noise_percentile, smoothed=S)
     floor = 10.0 ** (floor_db / 20.0)
-    # Power-domain subtraction expressed as an amplitude gain.
-    gain = np.sqrt(np.maximum(1.0 - over_subtraction * N / np.maximum(S, 1e-20), floor**2))
-    out = istft(X * gain, n_fft, n)
+    # Power-domain subtraction expressed as an amplitude gain, in place on S (float32).
+    np.maximum(S, 1e-20, out=S)
+    np.divide((-over_subtraction * N).astype(np.float32), S, out=S)
+    S += 1.0
+    np.maximum(S, floor**2, out=S)
+    gain = np.sqrt(S, out=S)
+    X *= gain
+    out = istft(X, n_fft, n)
     logger.debug("spectral_subtraction: n_fft=%d mean gain %.2f", n_fft, float(gain.mean()))
     return from_rows(out, y)
 
@@ -100,9 +114,9 @@ def spectral_subtraction(
 def _noise_from(noise: np.ndarray, m: int, n_fft: int) -> np.ndarray:
     """Mean power spectrum ``(m or 1, 1, F)`` of a noise-only clip."""
     arr = validate_audio(noise, name="noise")
-    rows = to_rows(arr)
+    rows = to_rows(arr, np.float32)
     if rows.shape[0] not in (1, m):
         rows = rows.mean(axis=0, keepdims=True)
-    P = np.abs(stft(rows, n_fft)) ** 2
+    P = power(stft(rows, n_fft)).astype(np.float64)
     return np.maximum(P[:, 3:-3].mean(axis=1, keepdims=True) if P.shape[1] > 8 else P.mean(
         axis=1, keepdims=True), 1e-20)

@@ -9,7 +9,16 @@ import numpy as np
 from pydantic import Field
 from scipy.ndimage import uniform_filter1d
 
-from actions._dsp import from_rows, to_rows
+from actions._dsp import (
+    _RATIO_NO_NOISE,
+    _RATIO_NOISE,
+    fft_size,
+    from_rows,
+    noise_psd,
+    power,
+    stft,
+    to_rows,
+)
 from actions.base import ActionParams
 
 logger = logging.getLogger(__name__)
@@ -98,7 +107,8 @@ def wavelet_denoise(
     level = max(1, min(level, max_level))
     coeffs = pywt.wavedec(rows, w, level=level, axis=-1, mode="periodization")
     details = coeffs[1:][::-1]  # finest first: band j spans sr/2**(j+2) .. sr/2**(j+1)
-    finest_sigma = _band_sigma(details[0], sr / 2, block_ms)
+    stft_sigma = _stft_band_sigma(rows, sr, len(details))
+    finest_sigma = np.minimum(_band_sigma(details[0], sr / 2, block_ms), stft_sigma[0])
     out = [coeffs[0]]
     for j, d in enumerate(details):
         band_sr = sr / 2 ** (j + 1)
@@ -106,7 +116,7 @@ def wavelet_denoise(
             sigma = finest_sigma
             thr = sigma * np.sqrt(2.0 * np.log(n))
         else:
-            sigma = _band_sigma(d, band_sr, block_ms)
+            sigma = np.minimum(_band_sigma(d, band_sr, block_ms), stft_sigma[j])
             win = max(3, int(block_ms / 1000 * band_sr) | 1)
             local_var = uniform_filter1d(d * d, win, axis=-1, mode="nearest")
             sig_x = np.sqrt(np.maximum(local_var - sigma**2, 1e-12 * sigma**2 + 1e-30))
@@ -119,6 +129,28 @@ def wavelet_denoise(
 
 def _soft(d: np.ndarray, thr: np.ndarray | float) -> np.ndarray:
     return np.sign(d) * np.maximum(np.abs(d) - thr, 0.0)
+
+
+def _stft_band_sigma(rows: np.ndarray, sr: int, n_bands: int) -> list[np.ndarray]:
+    """Noise sigma per detail band ``(m, 1)`` from the STFT noise floor of :func:`noise_psd`.
+
+    A band's MAD cannot tell a sustained bass note or pad (steady, so it looks like a floor) from
+    noise; the STFT estimate can (its opening over frequency removes narrow peaks and its tail
+    test removes floors that keep falling). For an orthonormal DWT a band's coefficient variance
+    is the mean noise power density over its frequencies, with white noise of variance s**2
+    giving s**2 in every band: hence the division by the window's energy.
+    """
+    n_fft = fft_size(sr, 40.0)
+    if rows.shape[-1] < 2 * n_fft:
+        return [np.full((rows.shape[0], 1), np.inf)] * n_bands
+    N = noise_psd(power(stft(rows.astype(np.float32), n_fft)), n_fft, sr=sr)[:, 0, :]
+    N = N / float(np.sum(np.hanning(n_fft + 1)[:-1] ** 2))
+    freqs = np.arange(N.shape[-1]) * sr / n_fft
+    out = []
+    for j in range(n_bands):
+        band = (freqs >= sr / 2 ** (j + 2)) & (freqs < sr / 2 ** (j + 1))
+        out.append(np.sqrt(N[:, band].mean(axis=-1, keepdims=True)))
+    return out
 
 
 def _band_sigma(d: np.ndarray, band_sr: float, block_ms: float, percentile: float = 10.0):
@@ -137,8 +169,13 @@ def _band_sigma(d: np.ndarray, band_sr: float, block_ms: float, percentile: floa
     # bias of each percentile. For stationary noise all three agree; where the quietest blocks
     # keep getting quieter (music fading to silence, no noise floor) the smallest one wins.
     rel_sd = 1.166 / np.sqrt(b)
-    est = None
-    for p, z in ((percentile, 1.2816), (percentile / 2, 1.6449), (percentile / 4, 1.9600)):
-        e = np.percentile(mad, p, axis=-1, keepdims=True) / max(1.0 - z * rel_sd, 0.5)
-        est = e if est is None else np.minimum(est, e)
-    return est
+    ests = [
+        np.percentile(mad, q, axis=-1, keepdims=True) / max(1.0 - z * rel_sd, 0.5)
+        for q, z in ((percentile, 1.2816), (percentile / 2, 1.6449), (percentile / 4, 1.9600))
+    ]
+    est = np.minimum(np.minimum(ests[0], ests[1]), ests[2])
+    # No stationary floor at all (clean music: its quietest blocks are pads and decays, the tail
+    # keeps falling): scale sigma by the same tail-ratio confidence the STFT denoisers use.
+    ratio = (ests[2] / np.maximum(ests[0], 1e-30)) ** 2
+    conf = np.clip((ratio - _RATIO_NO_NOISE) / (_RATIO_NOISE - _RATIO_NO_NOISE), 0.0, 1.0)
+    return est * np.sqrt(conf)

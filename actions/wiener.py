@@ -7,7 +7,7 @@ import logging
 import numpy as np
 from pydantic import Field
 
-from actions._dsp import fft_size, from_rows, istft, noise_psd, stft, to_rows
+from actions._dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 from actions.base import ActionParams
 
 logger = logging.getLogger(__name__)
@@ -75,13 +75,14 @@ def wiener(
     >>> wiener(y, sr=48000).shape
     (48000,)
     """
-    rows = to_rows(y)
+    rows = to_rows(y, np.float32)
     n = rows.shape[-1]
     n_fft = fft_size(sr, frame_ms)
     X = stft(rows, n_fft)
-    P = X.real**2 + X.imag**2
+    P = power(X)
     N = noise_psd(P, n_fft, sr=sr, percentile=noise_percentile)
-    gamma = np.ascontiguousarray(np.moveaxis(P / N, 1, 0))  # (T, m, F), posterior SNR
+    P *= (1.0 / N).astype(np.float32)
+    gamma = np.ascontiguousarray(np.moveaxis(P, 1, 0))  # (T, m, F), posterior SNR
     gmin = 10.0 ** (floor_db / 20.0)
     xi_min = gmin / (1.0 - gmin) if gmin < 1.0 else 1e6  # xi at which xi / (1 + xi) == gmin
     gain = np.empty_like(gamma)
@@ -98,6 +99,7 @@ def wiener(
     # removes DD's one-frame lag at onsets (drums, plosives) without bringing musical noise back.
     xi2 = np.maximum(gain * gain * gamma, xi_min)
     gain = xi2 / (1.0 + xi2)
-    out = istft(X * np.moveaxis(gain, 0, 1), n_fft, n)
+    X *= np.moveaxis(gain, 0, 1)
+    out = istft(X, n_fft, n)
     logger.debug("wiener: n_fft=%d mean gain %.2f", n_fft, float(gain.mean()))
     return from_rows(out, y)
