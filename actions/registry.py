@@ -80,14 +80,14 @@ ACTIONS: dict[str, ActionSpec] = {
         ActionSpec(
             "spectral_gating",
             "noise",
-            "noisereduce spectral gate, stationary or non-stationary (wind, crowd, traffic).",
+            "Spectral gate (noisereduce's algorithm on our STFT), stationary or not (wind, crowd).",
             "actions.spectral_gating:spectral_gating",
             "actions.spectral_gating:SpectralGatingParams",
         ),
         ActionSpec(
             "remove_hum",
             "noise",
-            "Notch out mains hum at 50/60 Hz and its harmonics; frequency found automatically.",
+            "Remove mains hum at 50/60 Hz and harmonics (tracked sinusoids); frequency found automatically.",
             "actions.hum:remove_hum",
             "actions.hum:RemoveHumParams",
         ),
