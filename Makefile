@@ -27,6 +27,9 @@ test: setup media
 	# The service tests start a real Redis (Debian redis-server); install it when missing.
 	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq redis-server) || echo "no redis-server: its test will skip"
+	# The web page test drives a real headless Chromium (Debian chromium + chromium-driver).
+	command -v chromedriver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium chromium-driver) || echo "no chromium: the browser test will skip"
 	$(PY) -m pytest -q
 
 lint: setup

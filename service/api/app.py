@@ -37,6 +37,7 @@ repair beat the input), **rejected** (nothing beat the input; the sound is left 
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    from service import web
     from service.api.routes import batches, health, jobs
     from service.worker import create_celery
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         status = 422 if isinstance(exc, (ParameterError, MediaError)) else 400
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
+    app.include_router(web.router)  # the web page; before jobs: /v1/jobs/{id}/input and /media
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(health.router)

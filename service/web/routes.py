@@ -1,0 +1,181 @@
+"""Web pages (``/``, ``/jobs/{id}``, ``/batches/{id}``) and the media the job page plays and shows:
+
+* ``GET /v1/jobs/{id}/input`` -- the original input file, as submitted;
+* ``GET /v1/jobs/{id}/preview/{before|after}`` -- a 16-bit WAV any browser plays;
+* ``GET /v1/jobs/{id}/spectrogram/{before|after}`` -- a PNG, rendered once and cached;
+* ``GET /v1/jobs/{id}/media`` -- the URLs above, signed for an hour (for ``<audio>``/``<img>``).
+
+The media routes take the API key like every other route, or a token from ``/media``.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from avagent.errors import MediaError
+from service.api.deps import CallerDep, SettingsDep, StorageDep, StoreDep, _caller
+from service.api.schemas import Problem
+from service.jobs import SUCCEEDED, Job, JobStore
+from service.settings import Settings
+from service.storage import Storage
+from service.web import render, tokens
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter()
+STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in (".js", ".css")}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, wrong or revoked API key, or a bad token"},
+    404: {"model": Problem, "description": "no such job (or not yours)"},
+    429: {"model": Problem, "description": "rate limit; see Retry-After"},
+}
+_TYPES = {
+    ".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".ogv": "video/ogg",
+}
+Token = Annotated[str | None, Query(max_length=200, description="signed token from /media")]
+
+
+# -- pages ---------------------------------------------------------------------------------------
+def _page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    return templates.TemplateResponse(
+        request, name, {"environment": settings.environment, **ctx},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/ui/static/{name}", include_in_schema=False)
+def static_file(name: str) -> FileResponse:
+    path = STATIC.get(name)
+    if path is None:
+        raise HTTPException(404, f"no static file {name!r}")
+    ctype = "text/javascript" if path.suffix == ".js" else "text/css"
+    return FileResponse(path, media_type=ctype, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def index_page(request: Request) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    return _page(request, "index.html", max_upload_mb=settings.max_upload_mb,
+                 max_rounds=settings.max_rounds, threshold=settings.threshold)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    return _page(request, "job.html", job_id=job_id)
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse, include_in_schema=False)
+def batch_page(request: Request, batch_id: str) -> HTMLResponse:
+    return _page(request, "batch.html", batch_id=batch_id)
+
+
+# -- media ---------------------------------------------------------------------------------------
+def _job_for_media(request: Request, job_id: str, t: str | None, store: JobStore,
+                   settings: Settings) -> Job:
+    """The job, opened by a signed token or by the caller's key (same 401/404 as the API)."""
+    if t:
+        job = store.get_job(job_id)
+        if job is None or not tokens.verify(settings.secret_key, t, job.id, job.owner):
+            raise HTTPException(401, "media token is invalid or expired; ask /media again")
+        return job
+    caller = _caller(request, store, settings, request.headers.get("authorization"),
+                     request.headers.get("x-api-key"))
+    job = store.get_job(job_id, owner=caller.id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id!r} not found")
+    return job
+
+
+def _folder(settings: Settings, job: Job) -> Path:
+    return settings.cache_dir / "web" / job.id
+
+
+def _side_files(job: Job, side: render.Side, storage: Storage, settings: Settings) -> tuple[Path, Path]:
+    if side == "before":
+        uri, suffix = job.source, posixpath.splitext(job.input_name)[1]
+    else:
+        if job.state != SUCCEEDED:
+            raise HTTPException(409, f"job {job.id} is {job.state}; 'after' exists once it succeeded")
+        found = (job.outputs or {}).get("wav") or (job.outputs or {}).get("video")
+        if not found:
+            raise HTTPException(404, f"job {job.id} has no audio output (not requested)")
+        uri, suffix = str(found), posixpath.splitext(str(found))[1]
+    try:
+        return render.ensure(_folder(settings, job), side, lambda local: storage.get_file(uri, local),
+                             suffix=suffix, max_duration_s=settings.max_duration_s)
+    except FileNotFoundError:
+        raise HTTPException(404, f"the {side} file of job {job.id} is gone from storage") from None
+    except MediaError as exc:  # an input the worker refused too (e.g. truncated): nothing to draw
+        raise HTTPException(422, f"cannot decode the {side} audio: {exc}") from None
+
+
+@router.get("/v1/jobs/{job_id}/media", tags=["jobs"], responses=_ERRORS,
+            summary="Signed URLs of the job's input, previews and spectrograms (for the web page)")
+def media_links(job_id: str, caller: CallerDep, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    job = store.get_job(job_id, owner=caller.id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id!r} not found")
+    t = tokens.sign(settings.secret_key, job.id, job.owner)
+    base = f"/v1/jobs/{job.id}"
+    links = {"input": f"{base}/input?t={t}", "before": f"{base}/preview/before?t={t}",
+             "spectrogram_before": f"{base}/spectrogram/before?t={t}"}
+    if job.state == SUCCEEDED and (job.outputs or {}).get("wav"):
+        links |= {"after": f"{base}/preview/after?t={t}",
+                  "spectrogram_after": f"{base}/spectrogram/after?t={t}"}
+    return {"links": links, "expires_at": int(t.split(".")[0])}
+
+
+@router.get("/v1/jobs/{job_id}/input", tags=["jobs"], response_class=StreamingResponse,
+            summary="The job's original input file, as submitted",
+            responses={**_ERRORS, 200: {"content": {"video/mp4": {}, "audio/wav": {}}}})
+def get_input(request: Request, job_id: str, store: StoreDep, storage: StorageDep,
+              settings: SettingsDep, t: Token = None) -> StreamingResponse:
+    job = _job_for_media(request, job_id, t, store, settings)
+    try:
+        size = storage.size(job.source)
+    except FileNotFoundError:
+        raise HTTPException(404, f"the input of job {job_id} is gone from storage") from None
+    ext = posixpath.splitext(job.input_name)[1].lower()
+    return StreamingResponse(
+        storage.iter_bytes(job.source), media_type=_TYPES.get(ext, "application/octet-stream"),
+        headers={"Content-Length": str(size),
+                 "Content-Disposition": f'inline; filename="{job.input_name}"'},
+    )
+
+
+@router.get("/v1/jobs/{job_id}/preview/{side}", tags=["jobs"], response_class=FileResponse,
+            summary="Before (input) or after (repaired) sound as a 16-bit WAV for a browser",
+            responses={**_ERRORS, 200: {"content": {"audio/wav": {}}},
+                       409: {"model": Problem, "description": "'after' before the job succeeded"},
+                       422: {"model": Problem, "description": "the input cannot be decoded"}})
+def get_preview(request: Request, job_id: str, side: Literal["before", "after"], store: StoreDep,
+                storage: StorageDep, settings: SettingsDep, t: Token = None) -> FileResponse:
+    job = _job_for_media(request, job_id, t, store, settings)
+    wav, _ = _side_files(job, side, storage, settings)
+    return FileResponse(wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/v1/jobs/{job_id}/spectrogram/{side}", tags=["jobs"], response_class=FileResponse,
+            summary="Spectrogram (PNG) of the input (before) or the repaired sound (after)",
+            responses={**_ERRORS, 200: {"content": {"image/png": {}}},
+                       409: {"model": Problem, "description": "'after' before the job succeeded"},
+                       422: {"model": Problem, "description": "the input cannot be decoded"}})
+def get_spectrogram(request: Request, job_id: str, side: Literal["before", "after"],
+                    store: StoreDep, storage: StorageDep, settings: SettingsDep,
+                    t: Token = None) -> FileResponse:
+    job = _job_for_media(request, job_id, t, store, settings)
+    _, png = _side_files(job, side, storage, settings)
+    return FileResponse(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
