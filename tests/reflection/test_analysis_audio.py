@@ -132,3 +132,24 @@ def test_real_speech_with_noise(media_dir, rng):
     f = analyze_audio(noisy, sr=sr)
     assert f.noise_kind is NoiseKind.BROADBAND and f.snr_db < 12
     assert f.speech_quality["bak"] < clean.speech_quality["bak"]
+
+
+def test_levels_are_the_volume_actions_on_5_1(rng):
+    # perception reports what the volume action will measure: BS.1770 channel weights (LFE out)
+    from actions.volume import loudness_lufs, true_peak_dbtp
+
+    sr = 48000
+    y = np.zeros((6, sr * 3), np.float32)
+    y[2] = speechlike(rng, sr, 3.0)  # dialogue in the centre channel only
+    y[3] = 0.5 * np.sin(2 * np.pi * 40 * np.arange(sr * 3) / sr)  # LFE does not count
+    f = analyze_audio(y, sr=sr, speech_quality=False)
+    assert f.loudness_lufs == pytest.approx(loudness_lufs(y, sr=sr), abs=0.01)
+    assert f.true_peak_dbtp == pytest.approx(true_peak_dbtp(y, sr=sr), abs=0.02)
+
+
+def test_steady_lone_line_in_music_is_not_hum(rng):
+    # a held note near 50 Hz that swells and fades is not mains hum
+    t = np.arange(SR * 6) / SR
+    note = 0.2 * np.sin(2 * np.pi * 50.1 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 0.4 * t))
+    f = analyze_audio(note + speechlike(rng, SR, 6.0) * 0.3, sr=SR, speech_quality=False)
+    assert f.hum_hz is None
