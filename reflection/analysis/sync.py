@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflection.analysis.audio import _onset_from_16k, _to_16k, to_mono
+from reflection.analysis.audio import DIGITAL_SILENCE, _onset_from_16k, _to_16k, to_mono
 from reflection.analysis.video import motion_energy, scene_cuts
 from reflection.facts import SyncFacts
 from reflection.frames import FrameSet
@@ -40,6 +40,9 @@ Z_WINDOW = 4.0  # per-window z-score for a window to vote
 AGREE_MS = 80.0  # window estimates must lie within this of each other and of the global one
 IN_SYNC_MS = 45.0  # |delay| under this is in sync (ITU-R BT.1359 detectability: +45 / −125 ms)
 KNOWN_RATES = (25 / 23.976, 25 / 24, 24 / 23.976, 30 / 29.97)
+RATE_TOL = 0.0025  # a known rate explains the durations to within this share ...
+RATE_TOL_S = 0.08  # ... or this many seconds, whichever is larger (container slop)
+SLOP_S = 0.03  # typical excess of audio over video on the real clips (+7 to +47 ms)
 
 
 @dataclass
@@ -175,7 +178,9 @@ def estimate_sync(
                     peaks.append(p)
     window_ms = [round(p.delay_ms + BIAS_MS, 1) for p in peaks]
 
-    rate = _rate_from_ratio(ratio, frames.duration_s)
+    # silence padded at either end (a lead-in, an offset repair) lengthens the stream, not the
+    # clock: it is left out of the duration a rate change must explain
+    rate = _rate_from_durations(audio_dur - _padding_s(y, sr), frames.duration_s)
     if rate is not None:
         # The audio runs at another clock: an offset at t=0 is only meaningful with a strong peak
         delay = None
@@ -229,22 +234,40 @@ def _cannot_tell(window_ms: list[float], ratio: float | None) -> SyncFacts:
     )
 
 
-def _rate_from_ratio(ratio: float | None, video_s: float) -> float | None:
+def _padding_s(y: np.ndarray, sr: int) -> float:
+    """Seconds of digital silence (|y| ≤ 1e-6 on every channel) at the start and end of ``y``."""
+    x = np.asarray(y).reshape(-1, np.shape(y)[-1])
+    if x.shape[-1] == 0:
+        return 0.0
+    loud = np.flatnonzero(np.max(np.abs(x), axis=0) > DIGITAL_SILENCE)
+    if loud.size == 0:
+        return 0.0
+    return float(loud[0] + (x.shape[-1] - 1 - loud[-1])) / sr
+
+
+def _rate_from_durations(audio_s: float, video_s: float) -> float | None:
     """Audio clock / video clock implied by the stream durations, when it is a known rate change.
 
-    Durations alone cannot tell a clock change from padding or an offset that added or cut
-    audio (a 250 ms lead-in on a 5 s clip also reads 5 %), so only ratios within 0.25 % of a
-    known speed-up (PAL 25/23.976, 25/24, NTSC 1.001) and at least 0.1 s off count; anything
-    else needs the window trend to call drift.
+    Durations alone cannot tell a clock change from container slop or an offset that added or
+    cut audio, so the audio must be at least 0.1 s off and its duration must match
+    ``video_s / rate`` of a known speed-up (PAL 25/23.976, 25/24, NTSC 1.001, either way) to
+    within max(0.25 %, 80 ms), and within half the shift that rate implies, after the typical
+    30 ms of container slop is taken off (which also picks 25/23.976 over 25/24 on short
+    clips). Slop is +7 to +47 ms on the real clips, so a relative tolerance alone (13 ms on a
+    5 s clip) missed PAL speed-ups there, while 80 ms stays far below the 210 ms a PAL rate
+    moves a 5 s clip. Anything else needs the window trend to call drift.
     """
-    if ratio is None or abs(ratio - 1.0) * video_s < 0.1:
+    if video_s <= 0 or abs(audio_s - video_s) < 0.1:
         return None
-    rate = 1.0 / ratio
+    best: tuple[float, float] | None = None
     for known in KNOWN_RATES:
         for r in (known, 1.0 / known):
-            if abs(rate / r - 1.0) < 0.0025:
-                return r
-    return None
+            shift = abs(video_s / r - video_s)
+            tol = min(max(RATE_TOL * video_s, RATE_TOL_S), 0.5 * shift)
+            miss = abs(audio_s - SLOP_S - video_s / r)
+            if miss <= tol and (best is None or miss < best[1]):
+                best = (r, miss)
+    return None if best is None else best[0]
 
 
 def _window_trend(peaks: list[_Peak]) -> tuple[float, float] | None:

@@ -80,3 +80,37 @@ def test_real_clip_never_confidently_wrong(media_dir, name):
         assert s.audio_delay_ms is None
     else:
         assert s.audio_delay_ms is not None and abs(s.audio_delay_ms - 500.0) <= 40.0
+
+
+def test_pal_on_short_clip_with_container_slop_is_drift(rng):
+    # 5 s: PAL moves the audio end by 210 ms; +30 ms of AAC slop is 0.6 % on top of that
+    y, sr, frames = moving_block_av(rng, 0.0, dur=5.0)
+    s = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=5.0 / (25 / 23.976) + 0.03)
+    assert s.verdict == "drift" and s.rate == pytest.approx(25 / 23.976, abs=0.002)
+
+
+@pytest.mark.parametrize("slop_s", [0.014, 0.032, 0.047])
+def test_slop_and_lead_in_are_not_drift(rng, slop_s):
+    y, sr, frames = moving_block_av(rng, 0.0, dur=5.0)
+    s = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=5.0 + slop_s)
+    assert s.verdict != "drift"
+    # 250 ms of padded silence before the sound: the ratio reads like a PAL slow-down (1.05)
+    lead = np.concatenate([np.zeros(sr // 4), y])
+    s = estimate_sync(lead, sr=sr, frames=frames, audio_duration_s=lead.size / sr + slop_s)
+    assert s.verdict != "drift" and s.duration_ratio == pytest.approx(1.05 + slop_s / 5, abs=1e-3)
+
+
+@pytest.mark.media
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["videos/mp4.mp4", "videos/webm.webm", "bunny/bigbuckbunny.mp4"])
+def test_real_clip_pal_is_drift_and_clean_is_not(media_dir, name):
+    media = pytest.importorskip("service.media")
+    soxr = pytest.importorskip("soxr")
+    path = media_dir / name
+    y, sr = media.load_audio(path)
+    frames = media.load_frames(path, fps=12.5, width=160)
+    clean = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+    assert clean.verdict != "drift"
+    pal = soxr.resample(y.T, sr, sr * 23.976 / 25).T  # played 25/23.976 fast: shorter
+    s = estimate_sync(pal, sr=sr, frames=frames, audio_duration_s=pal.shape[-1] / sr)
+    assert s.verdict == "drift" and s.rate == pytest.approx(25 / 23.976, abs=0.002)
