@@ -10,8 +10,9 @@ alignment = noise · hum · loudness · dropouts · clipping, where
     loudness = exp(−(d / 8)²)                       d = LU outside [−33, −9] LUFS
     dropouts = 0.6 ** n_dropouts
     clipping = max(0, 1 − 200 · clipping_fraction)
-sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²), c = sync confidence
-    "cannot tell" (c = 0) gives 0.85: undecidable is not penalised, so the loop never forces a
+sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²),
+    c = 0.5 + 0.5 · confidence for an estimate that passed perception's gates;
+    "cannot tell" gives 0.85: undecidable is not penalised, so the loop never forces a
     guessed shift. A rate fault perception detected (verdict "drift": clock drift, PAL left in)
     multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
     stream durations is normal and not penalised.
@@ -94,10 +95,14 @@ def alignment_components(a: AudioFacts) -> dict[str, float]:
 def sync_components(s: SyncFacts | None) -> dict[str, float]:
     if s is None:
         return {"sync_offset": 1.0, "sync_duration": 1.0, "sync_confidence": 1.0}
-    c = float(s.confidence) if s.audio_delay_ms is not None else 0.0
-    r = abs(s.audio_delay_ms) if s.audio_delay_ms is not None else 0.0
-    g = ACCEPT ** ((r / 40.0) ** 2)
-    offset = c * g + (1.0 - c) * ACCEPT
+    if s.audio_delay_ms is None:  # cannot tell: neutral
+        c, offset = 0.0, ACCEPT
+    else:
+        # An estimate that passed perception's gates (a clear peak, windows that agree) is
+        # trusted at least half-way; its confidence buys the rest.
+        c = 0.5 + 0.5 * float(s.confidence)
+        g = ACCEPT ** ((abs(s.audio_delay_ms) / 40.0) ** 2)
+        offset = c * g + (1.0 - c) * ACCEPT
     dur = 1.0
     if s.verdict == "drift" and s.rate is not None:
         dur = math.exp(-((abs(s.rate - 1.0) / 0.01) ** 2))
@@ -130,7 +135,7 @@ class EmbeddedScorer:
     ) -> tuple[Scores, Facts]:
         from reflection.analysis.audio import analyze_audio
 
-        audio = analyze_audio(y, sr=sr)
+        audio = analyze_audio(y, sr=sr, speech_quality=False)  # alignment never reads it
         sync = before.sync
         if frames is not None and timing_changed:
             from reflection.analysis.sync import estimate_sync

@@ -178,9 +178,13 @@ def estimate_sync(
                     peaks.append(p)
     window_ms = [round(p.delay_ms + BIAS_MS, 1) for p in peaks]
 
-    # silence padded at either end (a lead-in, an offset repair) lengthens the stream, not the
-    # clock: it is left out of the duration a rate change must explain
-    rate = _rate_from_durations(audio_dur - _padding_s(y, sr), frames.duration_s)
+    # Silence padded at either end (a lead-in, an offset repair) changes the stream's length,
+    # not the clock: the rate must explain the duration both with and without it. Trimming
+    # alone would call a shifted track (zeros where the shift left a hole) a speed change.
+    rate = None
+    if _rate_from_durations(audio_dur, frames.duration_s) is not None:
+        # (the trimmed duration picks between close rates: 25/23.976 vs 25/24 on short clips)
+        rate = _rate_from_durations(audio_dur - _padding_s(y, sr), frames.duration_s)
     if rate is not None:
         # The audio runs at another clock: an offset at t=0 is only meaningful with a strong peak
         delay = None

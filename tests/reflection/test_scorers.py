@@ -1,0 +1,88 @@
+"""Reflection scores order versions of a clip as their true quality does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avagent.errors import ParameterError
+from bench import corrupt, signals
+from reflection.analysis.video import analyze_video
+from reflection.facts import AudioFacts, Facts, SyncFacts
+from reflection.scorers import EmbeddedScorer, alignment_components, get_scorer, sync_components
+from tests.reflection._synth import moving_block_av
+
+
+@pytest.fixture(scope="module")
+def music_clip(media_dir):
+    return signals.music("guitar", duration_s=6.0, channels=2)
+
+
+def _alignment(y, sr):
+    scorer = EmbeddedScorer()
+    facts = Facts(audio=_analyze(y, sr))
+    return scorer.score_facts(facts).alignment
+
+
+def _analyze(y, sr):
+    from reflection.analysis.audio import analyze_audio
+
+    return analyze_audio(y, sr=sr, speech_quality=False)
+
+
+def test_alignment_orders_clean_half_repaired_corrupted(music_clip):
+    clean, sr = music_clip.y, music_clip.sr
+    hummed, _ = corrupt.add_hum(clean, sr=sr, fundamental_hz=50.0, snr_db=5.0, seed=1)
+    noise_only, _ = corrupt.add_noise(clean, sr=sr, kind="white", snr_db=12.0, seed=2)
+    # Both faults, then "half repaired": the hum removed, the noise still there.
+    both = hummed + (noise_only - clean)
+    half = noise_only
+    a_clean, a_half, a_bad = (_alignment(y, sr) for y in (clean, half, both))
+    assert a_clean > a_half > a_bad
+    assert a_clean >= 0.85 > a_half
+
+
+@pytest.mark.parametrize("faults", [[("quiet", {"target_lufs": -45.0})], [("dropouts", {"count": 3})]])
+def test_alignment_drops_for_coordination_faults(music_clip, faults):
+    clean, sr = music_clip.y, music_clip.sr
+    bad, _ = corrupt.mixture(clean, sr=sr, faults=faults, seed=4)
+    assert _alignment(clean, sr) >= 0.85 > _alignment(bad, sr)
+
+
+def test_sync_score_orders_residual_offsets(rng):
+    scorer = EmbeddedScorer()
+    got = []
+    for delay in (0.0, 150.0, 500.0):
+        y, sr, frames = moving_block_av(np.random.default_rng(11), delay)
+        before = Facts(audio=_analyze(y, sr), video=analyze_video(frames))
+        scores, facts = scorer.score(y, sr=sr, frames=frames, before=before, timing_changed=True)
+        assert facts.sync is not None
+        got.append(scores.sync)
+    assert got[0] > got[1] > got[2]
+    assert got[0] >= 0.85 > got[1]
+
+
+def test_cannot_tell_is_neutral_and_detected_drift_is_penalised():
+    neutral = sync_components(SyncFacts(verdict="cannot_tell"))
+    assert neutral["sync_offset"] == pytest.approx(0.85)
+    assert neutral["sync_duration"] == 1.0
+    pal = sync_components(SyncFacts(verdict="drift", rate=25 / 23.976, confidence=0.9))
+    assert pal["sync_duration"] < 0.01
+    slop = sync_components(SyncFacts(verdict="in_sync", audio_delay_ms=0, confidence=0.9,
+                                     duration_ratio=1.006))
+    assert slop["sync_duration"] == 1.0
+
+
+def test_components_hit_0_85_at_the_documented_points():
+    base = dict(duration_s=5, sample_rate=48000, channels=1, silent=False,
+                loudness_lufs=-20.0, noise_floor_db=-60.0, snr_db=20.0)
+    c = alignment_components(AudioFacts(**base))
+    assert c["noise"] == pytest.approx(0.85, abs=0.01)
+    assert c["loudness"] == 1.0 and c["dropouts"] == 1.0
+    assert alignment_components(AudioFacts(**{**base, "silent": True}))["noise"] == 0.0
+
+
+def test_registry():
+    assert get_scorer("embedded").name == "embedded"
+    with pytest.raises(ParameterError, match="valid scorers: embedded"):
+        get_scorer("imagebind-huge")
