@@ -44,6 +44,8 @@ _EDGE_MS = 3.0  # the level just outside a dropout ...
 _CONTEXT_MS = 20.0  # ... must be within _ABRUPT_DB of the level over this span before it
 _ABRUPT_DB = 15.0
 _LOUD_REL_DB = 45.0  # edges this far below the clip's loud level are not "sound"
+_TAIL_MS = 10.0  # a zero run is grown by up to this much on each side ...
+_TAIL_DB = 30.0  # ... through samples this far below the sound around it (codec tails)
 _TEMPLATE_MS = 10.0  # what is matched against the past to find the lag
 _MIN_LAG_MS = 2.5  # shortest period searched (400 Hz)
 _SEARCH_MS = 40.0  # lags searched beyond the shortest allowed one (periods down to 25 Hz)
@@ -240,14 +242,26 @@ def _find(
             and right_edge >= right_ctx - _ABRUPT_DB
         )
 
+    def grow(s: int, e: int) -> tuple[int, int]:
+        """Extend a zero run through the faint tails a lossy codec leaves around it."""
+        step, limit = max(1, round(sr / 1000.0)), round(_TAIL_MS * sr / 1000.0)
+        ref_left, ref_right = level(s - edge - ctx, s - edge), level(e + edge, e + edge + ctx)
+        a, b = s, e
+        while s - a < limit and a - step > 0 and level(a - step, a) < ref_left - _TAIL_DB:
+            a -= step
+        while b - e < limit and b + step < n and level(b, b + step) < ref_right - _TAIL_DB:
+            b += step
+        return a, b
+
     found: list[tuple[int, int, Kind]] = []
     silent_spans: list[tuple[int, int]] = []
     for s, e in zip(*_runs(mag <= _SILENCE * x.shape[0]), strict=True):
         if e - s < lo or s == 0 or e == n:
             continue
-        silent_spans.append((int(s), int(e)))
-        if e - s <= hi and abrupt(int(s), int(e)):
-            found.append((int(s), int(e), "digital_silence"))
+        s, e = grow(int(s), int(e))
+        silent_spans.append((s, e))
+        if e - s <= hi and abrupt(s, e):
+            found.append((s, e, "digital_silence"))
 
     # Holes: frames far below the loudest level around them, then checked against both sides.
     from scipy.ndimage import maximum_filter1d
