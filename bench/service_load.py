@@ -64,13 +64,13 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run_config(root: Path, n_workers: int, clips: list[Path], clients: int, per_client: int,
-               broker: str, timeout_s: float) -> dict[str, Any]:
+               broker: str, timeout_s: float, threads: int | None) -> dict[str, Any]:
     values = {"rate_limit_per_minute": 100000, "max_concurrent_jobs": 100000, "job_stale_s": 60}
     with Stack(root, values) as stack:
         if broker == "redis":
             stack.start_redis()
         stack.start_api()
-        workers = [stack.start_worker(f"worker{i + 1}") for i in range(n_workers)]
+        workers = [stack.start_worker(f"worker{i + 1}", threads=threads) for i in range(n_workers)]
         client = httpx.Client(base_url=stack.url, timeout=120)
         # Warm-up: each worker's first job pays for imports; not counted.
         warm = [_post(client, clips[i % len(clips)])[1] for i in range(n_workers)]
@@ -125,7 +125,7 @@ def run_config(root: Path, n_workers: int, clips: list[Path], clients: int, per_
         client.close()
         n_ok = states.count("succeeded")
         return {
-            "workers": n_workers, "broker": broker, "clients": clients, "jobs": len(ids),
+            "workers": n_workers, "threads": threads or "default", "broker": broker, "clients": clients, "jobs": len(ids),
             "submit_errors": len(errors), "error_samples": errors[:3],
             "succeeded": n_ok, "other_states": {s: states.count(s) for s in set(states) if s != "succeeded"},
             "submit_p50_ms": round(pct(latencies, 50) * 1e3, 1),
@@ -164,24 +164,25 @@ def markdown(rows: list[dict[str, Any]], argv: list[str], clip_s: float) -> str:
            f" on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}: {rows[0]['clients']} "
            f"concurrent clients, {rows[0]['jobs']} jobs of {clip_s:g} s real-recording WAV cuts "
            f"(`max_rounds=2`), {rows[0]['broker']} broker, each worker `--concurrency 1`.", "",
-           "| workers | jobs ok | submit p50 | submit p95 | all submitted | all done | jobs/min | "
+           "| workers | math threads per worker | jobs ok | submit p50 | submit p95 | all submitted | all done | jobs/min | "
            "jobs/min (worker side) | median job time | RSS per worker (peak / mean) | API RSS peak |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         rss = ", ".join(f"{r['worker_rss_mb_peak'][k]:.0f} / {r['worker_rss_mb_mean'][k]:.0f} MB"
                         for k in r["worker_rss_mb_peak"])
-        out.append(f"| {r['workers']} | {r['succeeded']}/{r['jobs']} | {r['submit_p50_ms']} ms | "
+        out.append(f"| {r['workers']} | {r['threads']} | {r['succeeded']}/{r['jobs']} | {r['submit_p50_ms']} ms | "
                    f"{r['submit_p95_ms']} ms | {r['all_submitted_s']} s | {r['all_done_s']} s | "
                    f"{r['jobs_per_min']} | {r['jobs_per_min_worker_side']} | {r['job_s_median']} s | "
                    f"{rss} | {r['api_rss_mb_peak']:.0f} MB |")
-    if len(rows) >= 2 and rows[0]["jobs_per_min"]:
-        base = rows[0]
-        for r in rows[1:]:
-            out += ["", f"Throughput ratio {r['workers']} vs {base['workers']} worker(s): "
-                        f"**{r['jobs_per_min'] / base['jobs_per_min']:.2f}x** end to end, "
-                        f"{(r['jobs_per_min_worker_side'] or 0) / (base['jobs_per_min_worker_side'] or 1):.2f}x "
-                        "worker side (ideal: the worker ratio; here capped by "
-                        f"{os.cpu_count()} cores shared with the API and the clients)."]
+    for threads in dict.fromkeys(r["threads"] for r in rows):
+        group = [r for r in rows if r["threads"] == threads]
+        base = group[0]
+        for r in group[1:]:
+            out += ["", f"Throughput {r['workers']} vs {base['workers']} worker(s), {threads} math "
+                        f"threads per worker: **{r['jobs_per_min'] / base['jobs_per_min']:.2f}x** end "
+                        f"to end, {(r['jobs_per_min_worker_side'] or 0) / (base['jobs_per_min_worker_side'] or 1):.2f}x "
+                        f"worker side (at most {r['workers'] / base['workers']:g}x; {os.cpu_count()} cores "
+                        "shared with the API and the clients)."]
     return "\n".join(out)
 
 
@@ -190,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50, help="concurrent submitting clients")
     parser.add_argument("--jobs-per-client", type=int, default=2)
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, in one run")
+    parser.add_argument("--threads", default="default,1",
+                        help="math-library threads per worker to compare: 'default' and/or numbers")
     parser.add_argument("--broker", choices=["redis", "embedded"], default="redis")
     parser.add_argument("--clip-s", type=float, default=2.0)
     parser.add_argument("--timeout-s", type=float, default=600, help="per configuration")
@@ -202,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="avagent-load-"))
     clips = make_clips(work / "clips", 12, args.clip_s)
     rows = []
-    for n in [int(x) for x in args.workers.split(",") if x.strip()]:
-        logger.info("load: %d worker(s)", n)
-        r = run_config(work / f"w{n}", n, clips, args.clients, args.jobs_per_client, args.broker,
-                       args.timeout_s)
-        logger.info("  %s", r)
-        rows.append(r)
+    for t in [x.strip() for x in args.threads.split(",") if x.strip()]:
+        threads = None if t == "default" else int(t)
+        for n in [int(x) for x in args.workers.split(",") if x.strip()]:
+            logger.info("load: %d worker(s), %s threads each", n, t)
+            r = run_config(work / f"w{n}-t{t}", n, clips, args.clients, args.jobs_per_client,
+                           args.broker, args.timeout_s, threads)
+            logger.info("  %s", r)
+            rows.append(r)
     text = markdown(rows, argv if argv is not None else sys.argv[1:], args.clip_s)
     print(text)
     replace_section(args.doc, "load", text)

@@ -11,7 +11,7 @@
     python -m bench.service_reliability                  # everything, writes docs/service.md
     python -m bench.service_reliability --only kill,bad  # a part
 
-Numbers go between the ``reliability`` markers of ``docs/service.md`` and to ``--json``.
+Numbers go between the ``reliability-<part>`` markers of ``docs/service.md`` and to ``--json``.
 """
 
 from __future__ import annotations
@@ -333,6 +333,10 @@ def bad_input_scenario(root: Path, video: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def api_log_text(stack: Stack) -> str:
+    return stack.api.text() if stack.api else ""
+
+
 # -- 4. schemathesis -------------------------------------------------------------------------------
 def fuzz_scenario(root: Path, max_examples: int, max_time_s: int) -> dict[str, Any]:
     from service.auth import create_key
@@ -358,15 +362,23 @@ def fuzz_scenario(root: Path, max_examples: int, max_time_s: int) -> dict[str, A
         out = proc.stdout + proc.stderr
         (root / "fuzz.log").write_text(out)
         summary = out[out.rfind("SUMMARY"):] if "SUMMARY" in out else out[-3000:]
-        n_ops = re.search(r"API Operations:\s+(\d+) selected / (\d+) total", out)
-        n_cases = re.search(r"Test cases:\s+(\d+) generated, (\d+) passed", out)
-        api_log = stack.api.text() if stack.api else ""
+        n_ops = re.search(r"Tested: (\d+)", out)
+        n_cases = re.search(r"Test cases:\s+(\d+) generated, (\d+) found", out)
+        # "_____ GET /v1/jobs _____" headers under FAILURES, each followed by its curl line.
+        failing = re.findall(r"_{3,} ((?:GET|POST|DELETE|PUT|PATCH) \S+|Stateful tests) _{3,}"
+                             r".*?Reproduce with:\s+(curl [^\n]+)", out, flags=re.S)
+        api_errors = re.findall(r"^(\w[\w.]*(?:Error|Exception)): (.{0,90})", api_log_text(stack),
+                                flags=re.M)
+        api_log = api_log_text(stack)
         return {
             "exit_code": proc.returncode, "seconds": round(time.monotonic() - t0, 1),
             "operations": int(n_ops.group(1)) if n_ops else None,
             "cases_generated": int(n_cases.group(1)) if n_cases else None,
-            "cases_passed": int(n_cases.group(2)) if n_cases else None,
-            "server_errors": out.count("Server error"),
+            "cases_failed": int(n_cases.group(2)) if n_cases else None,
+            "server_errors": len(failing),
+            "failing": [{"operation": op, "reproduce": re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:8000", c)}
+                        for op, c in failing],
+            "api_exceptions": sorted({f"{e}: {m}" for e, m in api_errors})[:10],
             "api_5xx_logged": len(FIVE_XX.findall(api_log)),
             "summary": summary.strip()[-1500:],
         }
@@ -420,10 +432,16 @@ def markdown(results: dict[str, Any], argv: list[str]) -> str:
             out += [f"**Fuzzing**: skipped ({f['skipped']}).", ""]
         else:
             out += [f"**Fuzzing the OpenAPI with schemathesis** (`--checks not_a_server_error "
-                    f"--max-examples {results['fuzz_args'][0]} --max-time {results['fuzz_args'][1]}`): "
-                    f"{f['operations']} operations, {f['cases_generated']} cases generated, "
-                    f"{f['cases_passed']} passed, server errors found: {f['server_errors']}, 5xx in the "
-                    f"API log: {f['api_5xx_logged']} ({f['seconds']} s, exit code {f['exit_code']}).", ""]
+                    f"--max-examples {results['fuzz_args'][0]} --max-time {results['fuzz_args'][1]}`, "
+                    f"seed 1, one key): {f['operations']} operations tested, {f['cases_generated']} "
+                    f"cases generated, {f['server_errors']} distinct failures, {f['api_5xx_logged']} "
+                    f"answers 5xx in the API log ({f['seconds']} s).", ""]
+            if f.get("failing"):
+                out += ["| operation | reproduce |", "| --- | --- |"]
+                out += [f"| {x['operation']} | `{x['reproduce'].replace('|', '%7C')[:220]}` |"
+                        for x in f["failing"]]
+                out += ["", "Exceptions behind them (API log): " +
+                        "; ".join(f"`{e}`" for e in f.get("api_exceptions", [])), ""]
     return "\n".join(out)
 
 
@@ -471,9 +489,12 @@ def main(argv: list[str] | None = None) -> int:
         results["fuzz"] = fuzz_scenario(work / "fuzz", args.max_examples, args.fuzz_time_s)
         results["fuzz_args"] = [args.max_examples, args.fuzz_time_s]
         logger.info("  %s", {k: v for k, v in results["fuzz"].items() if k != "summary"})
-    text = markdown(results, argv if argv is not None else sys.argv[1:])
+    cmdline = argv if argv is not None else sys.argv[1:]
+    text = markdown(results, cmdline)
     print(text)
-    replace_section(args.doc, "reliability", text)
+    for part in parts:  # one section per part, so parts can be re-measured alone
+        sub = {k: v for k, v in results.items() if k == part or k == f"{part}_args"}
+        replace_section(args.doc, f"reliability-{part}", markdown(sub, cmdline))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     logger.info("logs in %s", work)

@@ -336,3 +336,8 @@ def test_browser_batch_view_shows_progress_to_the_end(
     assert len(d.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")) == 2
     assert d.find_element(By.CSS_SELECTOR, "#manifest button").text == "download manifest.jsonl"
     _screenshot(d, "web-batch.png", tmp_path)
+    # The index lists this key's jobs (the upload of the first test and the two batch jobs).
+    d.get(live["url"] + "/")
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")) >= 2, 15, "job list")
+    assert d.find_elements(By.CSS_SELECTOR, "#batches tbody tr a")
+    _screenshot(d, "web-index.png", tmp_path)
