@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("service.commands.apply", "run one action on an audio or video file"),
     "analyze": ("service.commands.analyze", "print what perception finds in a file, as JSON"),
     "repair": ("service.commands.repair", "repair the sound of videos and audio files"),
+    "bench": ("service.commands.bench", "measure every system against the clean truth"),
     "serve": ("service.commands.serve", "run the HTTP API (and a worker) on this machine"),
     "worker": ("service.commands.worker", "run a queue worker that repairs submitted jobs"),
     "keys": ("service.commands.keys", "create, list and revoke API keys"),

@@ -1,0 +1,207 @@
+"""Ground-truth metrics of one system's output on one case, and the critic check.
+
+Every metric compares the output with the CLEAN original (the truth), never with what a system
+believes. Definitions (all in docs/benchmarks.md):
+
+* ``si_sdr_in`` / ``si_sdr_out`` (dB): scale-invariant SDR of the input / output against the
+  clean original over their common length; ``gain_db`` is the difference.
+* ``pesq_*`` (wide-band, 16 kHz) and ``stoi_*`` for speech sources.
+* ``offset_ms``: residual delay of the output against the clean (cross-correlation peak,
+  > 0 late); ``abs_offset_in_ms`` is the delay the case came in with.
+* ``lufs_out``, ``lu_outside`` (LU outside the [-33, -9] LUFS window a careful listener accepts
+  without correction, 0 inside), ``true_peak_dbtp``.
+* ``pitch_cents`` (rate faults): pitch of the output against the clean.
+* ``gaps``: digital-silence runs >= 10 ms inside sound; ``gap_error_db`` (dropout cases): error
+  energy inside the planted dropouts relative to the clean there (0 dB = left silent).
+* ``control_si_sdr`` (clean controls): the output against the input itself.
+* ``precision`` / ``recall``: the actions a system ran against the actions of the known inverse.
+* ``acceptable`` (:func:`judge`): the truth's verdict on the output: SI-SDR >= 15 dB (or within
+  3 dB of the oracle where even the oracle stays under that), |offset| <= 45 ms, no gaps,
+  loudness inside the window (1 LU of slack). The critic check asks whether the scorer's
+  ``passes(0.85)`` agrees with it.
+* SI-SDR of an offset case leaves out the shifted span (plus 50 ms) at both ends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import signal
+
+from bench import metrics
+from bench.suite import Case, fault_families
+from bench.systems import CaseContext, Output
+
+LOUD_LOW, LOUD_HIGH = -33.0, -9.0
+ACCEPT_SI_SDR_DB = 15.0
+ACCEPT_OFFSET_MS = 45.0
+PESQ_FAMILIES = {"clean", "noise", "hum", "dropouts", "clipped", "mixture"}
+
+
+def _common(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = min(a.shape[-1], b.shape[-1])
+    return a[..., :n], b[..., :n]
+
+
+def _si_sdr(ref: np.ndarray, est: np.ndarray, trim: int = 0) -> float:
+    r, e = _common(ref, est)
+    if trim and r.shape[-1] > 4 * trim:
+        r, e = r[..., trim:-trim], e[..., trim:-trim]
+    return float(np.clip(metrics.si_sdr(r, e), -50.0, 100.0))
+
+
+def _trim(case: Case) -> int:
+    """Samples left out at each end for SI-SDR: what a time shift destroyed for good (the end
+    pushed out of the clip, or the hole at its start) cannot be repaired by anyone."""
+    parts = case.truth.parts or [case.truth]
+    delay = max((abs(float(p.params.get("audio_delay_ms", 0.0))) for p in parts), default=0.0)
+    return int((delay / 1000.0 + 0.05) * case.sr) if delay else 0
+
+
+def _lufs(y: np.ndarray, sr: int) -> float | None:
+    try:
+        v = metrics.loudness_lufs(y, sr=sr)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _speech_scores(ref: np.ndarray, est: np.ndarray, sr: int) -> tuple[float | None, float | None]:
+    from pesq import pesq
+    from pystoi import stoi
+
+    r, e = _common(np.asarray(ref).reshape(-1, ref.shape[-1]).mean(axis=0),
+                   np.asarray(est).reshape(-1, est.shape[-1]).mean(axis=0))
+    r16 = signal.resample_poly(r, 1, sr // 16000) if sr % 16000 == 0 else signal.resample_poly(
+        r, 16000, sr)
+    e16 = signal.resample_poly(e, 1, sr // 16000) if sr % 16000 == 0 else signal.resample_poly(
+        e, 16000, sr)
+    p: float | None
+    try:
+        p = float(pesq(16000, r16, e16, "wb"))
+    except Exception:  # pesq refuses silence ("no utterances detected")
+        p = None
+    s = float(stoi(r16, e16, 16000, extended=False))
+    return p, (s if math.isfinite(s) else None)
+
+
+def _actions(plan: list[tuple[str, dict[str, Any]]]) -> set[str]:
+    return {a for a, _ in plan}
+
+
+def evaluate(case: Case, out: Output, *, in_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics of ``out`` on ``case``; ``in_metrics`` holds the input's (see :func:`input_metrics`)."""
+    row: dict[str, Any] = {"system": out.system, "seconds": round(out.seconds, 4),
+                           "rounds": out.rounds, "error": out.error,
+                           "plan": [[a, p] for a, p in out.plan]}
+    if out.y is None:
+        return row
+    sr, clean, y = case.sr, case.clean, np.asarray(out.y, dtype=np.float64)
+    dur = case.y.shape[-1] / sr
+    row["rtf"] = round(dur / out.seconds, 1) if out.seconds > 0 else None
+    row["si_sdr_out"] = round(_si_sdr(clean, y, _trim(case)), 3)
+    row["gain_db"] = round(row["si_sdr_out"] - in_metrics["si_sdr_in"], 3)
+    row["offset_ms"] = round(metrics.residual_offset_ms(clean, y, sr=sr), 2)
+    lufs = _lufs(y, sr)
+    row["lufs_out"] = None if lufs is None else round(lufs, 2)
+    row["lu_outside"] = None if lufs is None else round(max(0.0, LOUD_LOW - lufs, lufs - LOUD_HIGH), 2)
+    row["true_peak_dbtp"] = round(metrics.true_peak_dbtp(y, sr=sr), 2)
+    row["gaps"] = metrics.gap_residue(y, sr=sr).count
+    fams = fault_families(case)
+    if fams & {"drift", "pal"}:
+        row["pitch_cents"] = round(metrics.pitch_error_cents(clean, y, sr=sr), 1)
+    if "dropouts" in fams:
+        spans = [tuple(s) for p in (case.truth.parts or [case.truth]) if p.family == "dropouts"
+                 for s in p.params["spans_s"]]
+        row["gap_error_db"] = round(metrics.span_error_db(clean, y, spans, sr=sr), 2)
+    if case.family == "clean":
+        row["control_si_sdr"] = round(_si_sdr(case.y, y), 2)
+    if case.source.content == "speech" and case.family in PESQ_FAMILIES:
+        row["pesq_out"], row["stoi_out"] = _speech_scores(clean, y, sr)
+    truth_actions = _actions(case.truth.plan())
+    ran = _actions(out.plan)
+    row["precision"] = (len(ran & truth_actions) / len(ran)) if ran else (1.0 if not truth_actions else None)
+    row["recall"] = (len(ran & truth_actions) / len(truth_actions)) if truth_actions else None
+    return row
+
+
+def judge(row: dict[str, Any], oracle_si_sdr: float | None) -> bool:
+    """The truth's verdict on an output. The SI-SDR bar is ACCEPT_SI_SDR_DB, or 3 dB under what
+    the known inverse reaches when even that stays lower (a dropout refilled from context, a
+    clipped peak, noise that no action removes whole): damage nobody can undo is not held
+    against a system."""
+    if row.get("si_sdr_out") is None:
+        return False
+    bar = ACCEPT_SI_SDR_DB if oracle_si_sdr is None else min(ACCEPT_SI_SDR_DB, oracle_si_sdr - 3.0)
+    return bool(
+        row["si_sdr_out"] >= bar
+        and abs(row["offset_ms"]) <= ACCEPT_OFFSET_MS
+        and row["gaps"] == 0
+        and (row["lu_outside"] is None or row["lu_outside"] <= 1.0)
+    )
+
+
+def input_metrics(case: Case) -> dict[str, Any]:
+    sr = case.sr
+    m: dict[str, Any] = {
+        "si_sdr_in": round(_si_sdr(case.clean, case.y, _trim(case)), 3),
+        "offset_in_ms": round(metrics.residual_offset_ms(case.clean, case.y, sr=sr), 2),
+        "lufs_in": _lufs(case.y, sr),
+        "lufs_clean": _lufs(case.clean, sr),
+        "gaps_in": metrics.gap_residue(case.y, sr=sr).count,
+    }
+    if case.source.content == "speech" and case.family in PESQ_FAMILIES:
+        m["pesq_in"], m["stoi_in"] = _speech_scores(case.clean, case.y, sr)
+    return m
+
+
+def critic_scores(ctx: CaseContext, out: Output) -> dict[str, float] | None:
+    """The embedded scorer's verdict on an output, re-measured as the loop's reflect step does."""
+    if out.y is None:
+        return None
+    from reflection.scorers import get_scorer
+
+    scores, _ = get_scorer("embedded").score(
+        np.asarray(out.y), sr=ctx.case.sr, frames=ctx.case.source.frames, before=ctx.facts(),
+        timing_changed=True,
+    )
+    return {"alignment": round(scores.alignment, 4), "sync": round(scores.sync, 4)}
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return float(spearmanr(x, y).statistic)
+
+
+def critic_check(rows: list[dict[str, Any]], threshold: float = 0.85) -> dict[str, Any]:
+    """How far the scorer can be trusted: rank correlation with the truth and how well
+    ``passes(threshold)`` separates acceptable from unacceptable outputs."""
+    scored = [r for r in rows if r.get("critic")]
+    align = [(r["critic"]["alignment"], r["si_sdr_out"]) for r in scored]
+    sync_rows = [r for r in scored if r.get("video_kind") == "event"]
+    sync = [(r["critic"]["sync"], -abs(r["offset_ms"])) for r in sync_rows]
+    sync_all = [(r["critic"]["sync"], -abs(r["offset_ms"])) for r in scored]
+    tp = sum(1 for r in scored if r["acceptable"] and _passes(r, threshold))
+    fp = sum(1 for r in scored if not r["acceptable"] and _passes(r, threshold))
+    fn = sum(1 for r in scored if r["acceptable"] and not _passes(r, threshold))
+    return {
+        "n": len(scored),
+        "spearman_alignment_si_sdr": spearman(*zip(*align, strict=False)) if align else None,
+        "spearman_sync_offset_event": spearman(*zip(*sync, strict=False)) if sync else None,
+        "spearman_sync_offset_all": spearman(*zip(*sync_all, strict=False)) if sync_all else None,
+        "n_event": len(sync_rows),
+        "acceptable": sum(1 for r in scored if r["acceptable"]),
+        "passes": tp + fp,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+    }
+
+
+def _passes(row: dict[str, Any], threshold: float) -> bool:
+    c = row["critic"]
+    return bool(c["alignment"] >= threshold and c["sync"] >= threshold)

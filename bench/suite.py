@@ -1,0 +1,235 @@
+"""The benchmark suite: clean real clips with a picture, corrupted in known ways, with the truth.
+
+Two kinds of clean source:
+
+* **real videos** (``video:*``): the sound and picture of a real file (MEDIA.md). Their picture
+  has no clear audio-visual events, so a sync estimate on them must say "cannot tell".
+* **event clips** (``event:*``): a real recording (speech, music) with a rendered picture whose
+  motion follows the recording (a block that jumps at each onset, as a drumstick or a mouth
+  would). The picture explains the sound, so sync faults are decidable.
+
+A case is one source with one fault (or a mixture, or nothing: the controls) drawn with
+:mod:`bench.corrupt`. Everything is seeded: the same ``size`` and ``seed`` give bit-identical
+corrupted audio and equal truth records (see :func:`case_digest`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench import corrupt, media, signals
+from reflection.frames import FrameSet
+
+SR = signals.SR
+FPS = 12.5  # the rate perception samples real videos at (Settings.frame_rate_hz)
+FRAME_W, FRAME_H = 160, 90
+SIZES = ("tiny", "small", "full")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A clean clip with its picture: ``y`` shaped ``(channels, n)`` at ``sr``."""
+
+    name: str
+    kind: str  # "video" (real file) or "event" (real recording, rendered picture)
+    content: str  # "speech", "music" or "ambience"
+    y: np.ndarray
+    sr: int
+    frames: FrameSet
+
+    @property
+    def duration_s(self) -> float:
+        return self.y.shape[-1] / self.sr
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    source: Source
+    family: str  # a bench.corrupt family, "mixture" or "clean"
+    y: np.ndarray  # corrupted audio
+    truth: corrupt.Truth
+
+    @property
+    def sr(self) -> int:
+        return self.source.sr
+
+    @property
+    def clean(self) -> np.ndarray:
+        return self.source.y
+
+    @property
+    def timing(self) -> bool:
+        """The fault moves the sound in time (offset, drift, PAL), alone or in a mixture."""
+        return bool(_families(self.truth) & {"offset", "drift", "pal"})
+
+
+def _families(truth: corrupt.Truth) -> set[str]:
+    return {p.family for p in truth.parts} if truth.parts else {truth.family}
+
+
+def fault_families(case: Case) -> set[str]:
+    return _families(case.truth)
+
+
+# -- sources ---------------------------------------------------------------------------------------
+def render_picture(y: np.ndarray, sr: int, *, seed: int = 0, fps: float = FPS) -> FrameSet:
+    """Frames whose motion follows ``y``: a bright block jumps to a new place at every onset of
+    the sound (shown from the first frame at or after it, as a camera would). Grey background
+    with a little sensor noise."""
+    import librosa
+
+    mono = np.asarray(y, dtype=np.float64).reshape(-1, y.shape[-1]).mean(axis=0)
+    dur = mono.size / sr
+    onsets = librosa.onset.onset_detect(y=mono.astype(np.float32), sr=sr, units="time",
+                                        backtrack=False)
+    times = np.arange(int(dur * fps)) / fps
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(30, 50, size=(times.size, FRAME_H, FRAME_W), dtype=np.uint8)
+    for i, t in enumerate(times):
+        k = int(np.searchsorted(onsets, t, side="right"))  # onsets that happened by frame i
+        place = np.random.default_rng(seed * 7919 + k)
+        side = 18
+        y0 = int(place.integers(0, FRAME_H - side))
+        x0 = int(place.integers(0, FRAME_W - side))
+        frames[i, y0 : y0 + side, x0 : x0 + side] = 220
+    return FrameSet(frames, times, fps, 25.0, 1280, 720, dur)
+
+
+def _normalise(y: np.ndarray, sr: int, lufs: float = -23.0) -> np.ndarray:
+    import pyloudnorm
+
+    now = pyloudnorm.Meter(sr).integrated_loudness(y.T)
+    return y * 10 ** ((lufs - now) / 20)
+
+
+@functools.lru_cache(maxsize=16)
+def video_source(filename: str, source: str = "videos", content: str = "music") -> Source:
+    from service import media as av_media
+
+    path = media.path(source, filename)
+    y, sr = av_media.load_audio(path)
+    frames = av_media.load_frames(path, fps=FPS, width=FRAME_W)
+    return Source(f"video:{path.name}", "video", content, np.asarray(y, np.float64), sr, frames)
+
+
+@functools.lru_cache(maxsize=16)
+def event_source(content: str, name: str, duration_s: float = 9.0) -> Source:
+    if content == "speech":
+        clip = signals.speech(duration_s=duration_s, seed=int(name))
+    else:
+        clip = signals.music(name, duration_s=duration_s)
+    y = _normalise(clip.y, clip.sr)
+    if content == "speech":
+        # The ALSA voice is gated: digital zeros between phrases, far below its own noise floor
+        # (about -74 dBFS here), which perception rightly calls holes. A real recording has room
+        # tone there: pink noise at -70 dBFS, part of the clean reference.
+        y = y + signals.noise("pink", y.shape[-1], channels=y.shape[0], seed=int(name)) * 10 ** (
+            -70 / 20)
+    frames = render_picture(y, clip.sr, seed=sum(map(ord, clip.name)))
+    return Source(f"event:{clip.name}", "event", content, y, clip.sr, frames)
+
+
+def sources(size: str) -> list[Source]:
+    """The clean sources of a suite size, in a fixed order."""
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}; valid: {', '.join(SIZES)}")
+    out = [video_source("mp4.mp4"), event_source("speech", "0")]
+    if size == "tiny":
+        return out[1:]
+    out.append(event_source("music", "tabla"))
+    if size == "full":
+        out += [
+            video_source("bigbuckbunny.mp4", "bunny", "ambience"),
+            event_source("speech", "3"),
+            event_source("music", "guitar"),
+            event_source("music", "game_music"),
+        ]
+    return out
+
+
+# -- faults ----------------------------------------------------------------------------------------
+# (family, params) per suite size. Mixtures are lists of faults. Offsets are drawn per case.
+NOISE_KINDS_FULL = ("white", "pink", "brown", "wind", "hiss", "ambience")
+
+
+def fault_specs(size: str) -> list[tuple[str, Any]]:
+    if size == "tiny":
+        return [
+            ("clean", {}),
+            ("hum", {"fundamental_hz": 50.0, "snr_db": 5.0}),
+            ("offset", {"audio_delay_ms": 400.0}),
+            ("mixture", [("dropouts", {"count": 3}), ("quiet", {"target_lufs": -40.0})]),
+        ]
+    specs: list[tuple[str, Any]] = [("clean", {})]
+    kinds = NOISE_KINDS_FULL if size == "full" else ("white", "wind")
+    snrs = (0.0, 5.0, 10.0) if size == "full" else (5.0,)
+    specs += [("noise", {"kind": k, "snr_db": s}) for k in kinds for s in snrs]
+    specs += [("hum", {"fundamental_hz": f, "snr_db": 5.0}) for f in (50.0, 60.0)]
+    delays = (-800.0, -300.0, 120.0, 450.0) if size == "full" else (-300.0, 450.0)
+    specs += [("offset", {"audio_delay_ms": d}) for d in delays]
+    specs += [("drift", {"rate": 1.002}), ("pal", {})]
+    specs += [("quiet", {"target_lufs": -40.0}), ("clipped", {"gain_db": 12.0}),
+              ("dropouts", {"count": 3})]
+    specs += [
+        ("mixture", [("hum", {"fundamental_hz": 50.0, "snr_db": 5.0}), ("dropouts", {"count": 3}),
+                     ("quiet", {"target_lufs": -42.0})]),
+        ("mixture", [("noise", {"kind": "white", "snr_db": 10.0}),
+                     ("offset", {"audio_delay_ms": 300.0})]),
+    ]
+    if size == "full":
+        specs += [
+            ("mixture", [("hum", {"fundamental_hz": 60.0, "snr_db": 10.0}),
+                         ("clipped", {"gain_db": 9.0})]),
+            ("mixture", [("noise", {"kind": "wind", "snr_db": 5.0}), ("dropouts", {"count": 2})]),
+            ("mixture", [("offset", {"audio_delay_ms": -450.0}), ("quiet", {"target_lufs": -40.0}),
+                         ("hum", {"fundamental_hz": 50.0, "snr_db": 10.0})]),
+            ("clean", {}),
+        ]
+    return specs
+
+
+def _slug(family: str, params: Any) -> str:
+    if family == "mixture":
+        return "mix(" + "+".join(_slug(f, p) for f, p in params) + ")"
+    if family == "noise":
+        return f"noise-{params['kind']}-{params['snr_db']:g}dB"
+    if family == "hum":
+        return f"hum{params['fundamental_hz']:g}-{params['snr_db']:g}dB"
+    if family == "offset":
+        return f"offset{params['audio_delay_ms']:+g}ms"
+    return family
+
+
+def build_cases(size: str = "small", seed: int = 0) -> list[Case]:
+    """Every (source, fault) pair of a suite size, corrupted deterministically from ``seed``."""
+    cases: list[Case] = []
+    for si, src in enumerate(sources(size)):
+        seen: dict[str, int] = {}
+        for fi, (family, params) in enumerate(fault_specs(size)):
+            case_seed = seed * 100_003 + si * 1_009 + fi
+            if family == "mixture":
+                y, truth = corrupt.mixture(src.y, sr=src.sr, faults=params, seed=case_seed)
+            else:
+                y, truth = corrupt.corrupt(family, src.y, sr=src.sr, seed=case_seed, **params)
+            slug = _slug(family, params)
+            seen[slug] = seen.get(slug, 0) + 1
+            cid = f"{src.name.split(':', 1)[1]}/{slug}" + (f"#{seen[slug]}" if seen[slug] > 1 else "")
+            cases.append(Case(cid, src, family, np.asarray(y, np.float64), truth))
+    return cases
+
+
+def case_digest(cases: list[Case]) -> str:
+    """A hash of every corrupted signal and truth record: equal digests, equal suites."""
+    h = hashlib.sha256()
+    for c in cases:
+        h.update(c.id.encode())
+        h.update(np.ascontiguousarray(c.y, dtype=np.float64).tobytes())
+        h.update(json.dumps(c.truth.model_dump(mode="json"), sort_keys=True).encode())
+    return h.hexdigest()
