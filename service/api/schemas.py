@@ -11,6 +11,10 @@ OutputKind = Literal["wav", "video", "report"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Tier = Literal["accepted", "improved", "rejected", "failed"]
 
+# Largest ``offset`` a list endpoint takes: SQLite and PostgreSQL hold OFFSET in a signed 64-bit
+# integer, and a bigger Python int failed inside the driver (500, found by schemathesis).
+MAX_OFFSET = 2**31 - 1
+
 
 class RepairOptionsIn(BaseModel):
     """What to run; every field defaults to the server's settings."""

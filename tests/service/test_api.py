@@ -209,6 +209,33 @@ def test_option_and_source_validation(client: TestClient, keys: dict[str, dict[s
     assert batch.status_code == 422
 
 
+def test_offset_beyond_the_database_integer_is_422(
+    client: TestClient, keys: dict[str, dict[str, str]]
+) -> None:
+    # schemathesis: offset=22033414902718268222203756544 reached SQLite (OverflowError, 500).
+    alice = keys["alice"]
+    for path in ("/v1/jobs", "/v1/batches"):
+        r = client.get(path, headers=alice, params={"offset": 22033414902718268222203756544})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["query", "offset"]
+        r = client.get(path, headers=alice, params={"offset": 2**31 - 1, "limit": 5})
+        assert r.status_code == 200 and r.json()["items"] == [] and r.json()["next"] is None
+
+
+def test_json_body_that_is_not_utf8_is_422(
+    client: TestClient, keys: dict[str, dict[str, str]]
+) -> None:
+    # schemathesis: a body of b"\xb8" made a validation error carrying raw bytes, which
+    # FastAPI's handler failed to encode (UnicodeDecodeError, 500).
+    alice = {**keys["alice"], "Content-Type": "application/json"}
+    for body, where in ((b"\xb8", 0), (b'{"source": "s3://b/\xff.mp4"}', 19)):
+        r = client.post("/v1/jobs", headers=alice, content=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == f"the JSON body is not valid UTF-8 (byte 0x{body[where]:02x} at {where})"
+    r = client.post("/v1/jobs", headers=alice, content=b"not json")  # valid UTF-8, not JSON
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+
+
 def test_auth_and_unknown_ids(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
     assert client.get("/v1/jobs").status_code == 401  # keys exist: anonymous is off
     for headers in ({"Authorization": "Bearer avk_000000000000_wrong"}, {"X-API-Key": "nonsense"},

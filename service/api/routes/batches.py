@@ -15,7 +15,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from avagent.errors import ParameterError
 from service import storage as st
 from service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
-from service.api.schemas import BatchCounts, BatchCreate, BatchList, BatchPublic, Problem
+from service.api.schemas import (
+    MAX_OFFSET,
+    BatchCounts,
+    BatchCreate,
+    BatchList,
+    BatchPublic,
+    Problem,
+)
 from service.auth import Caller
 from service.jobs import Batch, JobStore, new_id
 from service.worker import FINALIZE_TASK, send_expand
@@ -113,7 +120,7 @@ def list_batches(
     caller: CallerDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> BatchList:
     rows, total = store.list_batches(caller.id, limit=limit, offset=offset)
     nxt = None

@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from avagent.errors import MediaError, ParameterError
 from service import storage as st
 from service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
-from service.api.schemas import JobCreate, JobList, JobPublic, Problem, RepairOptionsIn
+from service.api.schemas import (
+    MAX_OFFSET,
+    JobCreate,
+    JobList,
+    JobPublic,
+    Problem,
+    RepairOptionsIn,
+)
 from service.api.upload import (
     Spool,
     UploadError,
@@ -200,8 +207,14 @@ async def _create_from_source(
         body += chunk
         if len(body) > MAX_JSON_BYTES:
             raise HTTPException(413, f"JSON body above {MAX_JSON_BYTES} bytes")
+    try:  # decoded here: a validation error must not carry raw bytes (its encoder cannot)
+        text = body.decode("utf-8") if body else "{}"
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            422, f"the JSON body is not valid UTF-8 (byte 0x{body[exc.start]:02x} at {exc.start})"
+        ) from None
     try:
-        spec = JobCreate.model_validate_json(body or b"{}")
+        spec = JobCreate.model_validate_json(text)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
     try:
@@ -318,7 +331,7 @@ def list_jobs(
     caller: CallerDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     state: Annotated[
         Literal["queued", "running", "succeeded", "failed", "cancelled"] | None, Query()
     ] = None,
