@@ -65,7 +65,6 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
     """Perception only: the measured facts and the two captions, as plain data."""
     from agent.captions import audio_caption, video_caption
     from agent.perceive import perceive
-
     from service import media
 
     settings = settings or get_settings()
