@@ -1,0 +1,154 @@
+"""Acceptance protocol for the audio-visual sync estimator (``python -m bench.sync_check``).
+
+Every benchmark source with a picture gets every planted offset in :data:`DELAYS_MS`, a clock
+drift (rate 1.002) and a PAL speed-up, and :func:`reflection.analysis.sync.estimate_sync` is
+scored against the truth:
+
+* **decided**: verdict ``offset`` or ``in_sync`` with a delay;
+* **correct**: decided with ``|estimate - truth| <= 40 ms``;
+* **confidently wrong**: decided with ``|error| > 80 ms`` and ``confidence >= 0.3`` (the rule
+  planner acts at confidence 0.3 and shifts |delay| >= 40 ms, see ``agent.planner``).
+
+For drift the truth delay is the mean offset over the clip (the sound runs ahead by
+``(1 - 1/rate)`` of the elapsed time: -8 ms on 8 s at 1.002); for PAL the right answer is the
+``drift`` verdict with the PAL rate (found from the stream durations), never an offset.
+
+Event sources (a picture that jumps at sound onsets) should be decided; real videos (no clear
+audio-visual events) should stay ``cannot_tell`` or be right. The bar is zero confidently wrong
+cases over the whole protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bench import corrupt, suite
+from reflection.analysis.sync import estimate_sync
+
+DELAYS_MS = (-800.0, -450.0, -300.0, -120.0, 0.0, 120.0, 300.0, 450.0, 800.0)
+DRIFT_RATE = 1.002
+CORRECT_MS = 40.0
+WRONG_MS = 80.0
+ACT_CONFIDENCE = 0.3  # agent.planner.SYNC_MIN_CONFIDENCE
+
+
+def protocol_sources() -> list[suite.Source]:
+    return [
+        suite.percussion_source(0),
+        suite.percussion_source(1),
+        suite.event_source("music", "tabla"),
+        suite.event_source("speech", "0"),
+        suite.event_source("speech", "3"),
+        suite.event_source("music", "guitar"),
+        suite.video_source("mp4.mp4"),
+        suite.video_source("bigbuckbunny.mp4", "bunny", "ambience"),
+    ]
+
+
+@dataclass
+class Row:
+    source: str
+    kind: str
+    case: str
+    truth_ms: float | None
+    verdict: str
+    delay_ms: float | None
+    confidence: float
+    rate: float | None
+    decided: bool
+    correct: bool
+    wrong: bool  # confidently wrong
+
+
+def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) -> Row:
+    s = estimate_sync(y, sr=src.sr, frames=src.frames, audio_duration_s=y.shape[-1] / src.sr)
+    decided = s.verdict in ("offset", "in_sync") and s.audio_delay_ms is not None
+    err = abs(s.audio_delay_ms - truth_ms) if decided and truth_ms is not None else None
+    # PAL: any offset/in_sync verdict is wrong (the clip drifts by 4 % of its length)
+    wrong = decided and s.confidence >= ACT_CONFIDENCE and (err is None or err > WRONG_MS)
+    return Row(src.name, src.kind, case, truth_ms, s.verdict, s.audio_delay_ms, s.confidence,
+               s.rate, decided, err is not None and err <= CORRECT_MS, wrong)
+
+
+def run_source(src: suite.Source) -> list[Row]:
+    rows = []
+    for d in DELAYS_MS:
+        y, truth = corrupt.offset(src.y, sr=src.sr, audio_delay_ms=d)
+        rows.append(_score(src, f"offset{d:+g}", truth.params["audio_delay_ms"], y))
+    y, _ = corrupt.corrupt("drift", src.y, sr=src.sr, rate=DRIFT_RATE)
+    mean_ms = -(1 - 1 / DRIFT_RATE) * 1000 * src.duration_s / 2
+    rows.append(_score(src, "drift1.002", mean_ms, y))
+    y, _ = corrupt.corrupt("pal", src.y, sr=src.sr)
+    rows.append(_score(src, "pal", None, y))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    names = list(dict.fromkeys(r.source for r in rows))
+    out = ["| source | offsets decided | offsets correct | drift | PAL | confidently wrong |",
+           "|---|---|---|---|---|---|"]
+    for name in names:
+        rs = [r for r in rows if r.source == name]
+        off = [r for r in rs if r.case.startswith("offset")]
+        dr = next(r for r in rs if r.case.startswith("drift"))
+        pal = next(r for r in rs if r.case == "pal")
+        out.append(
+            f"| {name} | {sum(r.decided for r in off)}/{len(off)} "
+            f"| {sum(r.correct for r in off)}/{len(off)} "
+            f"| {_brief(dr)} | {_brief(pal)} | {sum(r.wrong for r in rs)} |"
+        )
+    ev = [r for r in rows if r.kind == "event" and r.case.startswith("offset")]
+    out.append(f"\nevent-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
+               f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}")
+    return "\n".join(out)
+
+
+def _brief(r: Row) -> str:
+    if r.verdict == "drift":
+        return f"drift {r.rate}" + (f" @{r.delay_ms:+.0f}ms" if r.delay_ms is not None else "")
+    if r.delay_ms is None:
+        return r.verdict
+    return f"{r.verdict} {r.delay_ms:+.0f}ms c{r.confidence:.2f}"
+
+
+def detail(rows: list[Row]) -> str:
+    out = []
+    for r in rows:
+        flag = "WRONG" if r.wrong else ("ok" if r.correct else "")
+        d = "-" if r.delay_ms is None else f"{r.delay_ms:+.1f}"
+        t = "-" if r.truth_ms is None else f"{r.truth_ms:+.1f}"
+        out.append(f"{r.source:24s} {r.case:14s} truth {t:>7s} {r.verdict:11s} {d:>7s} "
+                   f"c{r.confidence:.2f} {flag}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--only", help="sources whose name contains this")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    rows: list[Row] = []
+    for src in protocol_sources():
+        if args.only and args.only not in src.name:
+            continue
+        rows += run_source(src)
+    if args.verbose:
+        print(detail(rows))
+    print(table(rows))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
+    return 1 if any(r.wrong for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
