@@ -208,6 +208,10 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _find(
     x: np.ndarray, sr: int, min_gap_ms: float, max_gap_ms: float, drop_db: float
 ) -> list[tuple[int, int, Kind]]:
+    # float64 throughout: span levels are differences of a running energy sum, and in float32
+    # that sum (hundreds, for a loud clip of seconds) cannot resolve a quiet stretch's energy;
+    # the difference rounds to zero and a -60 dB pause reads as a -300 dB hole.
+    x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     mag = np.abs(x).sum(axis=0)
     power = (x**2).sum(axis=0)

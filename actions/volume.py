@@ -140,7 +140,7 @@ def true_peak_dbtp(y: np.ndarray, *, sr: int) -> float:
     """
     x = np.asarray(y, dtype=np.float64)
     x = x.reshape(-1, x.shape[-1])
-    peak = float(np.max(_oversampled_abs(x, sr))) if x.size else 0.0
+    peak = _peak(_oversampled(x, sr)) if x.size else 0.0
     return float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")
 
 
@@ -167,12 +167,15 @@ def _level(clip: np.ndarray, sr: int, p: VolumeParams) -> np.ndarray:
     assert p.target_lufs is not None
     gain_db = p.target_lufs - start
     out = clip
+    got: float | None = start
     for _ in range(_MAX_ROUNDS):
-        scaled = clip * 10.0 ** (gain_db / 20.0)
+        g = 10.0 ** (gain_db / 20.0)
+        scaled = clip * g
         out = _limit(scaled, sr, ceiling, p.true_peak_dbtp)
         # Re-measure even without limiting: the -70 LUFS absolute gate makes gated loudness
-        # not exactly scale-invariant, so one static step can land a little off.
-        got = loudness_lufs(out, sr=sr)
+        # not exactly scale-invariant, so one static step can land a little off. Unlimited,
+        # the result is the clip scaled, and so is its K-weighting: no need to filter again.
+        got = _gated_loudness(kw * g, sr, weights) if out is scaled else loudness_lufs(out, sr=sr)
         if got is None:
             break
         miss = p.target_lufs - got
@@ -181,7 +184,7 @@ def _level(clip: np.ndarray, sr: int, p: VolumeParams) -> np.ndarray:
         gain_db += miss
         if gain_db > 60.0:
             break
-    final = loudness_lufs(out, sr=sr)
+    final = got  # the loudness of ``out``: every path above measured it last
     logger.debug(
         "action=volume: %.2f LUFS -> %s LUFS (target %s, ceiling %s dBTP)",
         start,
@@ -201,14 +204,18 @@ def _level(clip: np.ndarray, sr: int, p: VolumeParams) -> np.ndarray:
 
 def _limit(x: np.ndarray, sr: int, ceiling: float, ceiling_dbtp: float) -> np.ndarray:
     """Look-ahead true-peak limiter on ``x (channels, n)``; returns ``x`` itself if under."""
-    env = np.max(_oversampled_abs(x, sr), axis=0)  # linked: one envelope for all channels
     limit_lin = 10.0 ** (ceiling_dbtp / 20.0)
-    if env.max() <= limit_lin:
+    up = _oversampled(x, sr)
+    # Most clips are under the ceiling: one max/min pass over the oversampled signal settles it,
+    # and the per-sample envelope (the costly fold) is only built when there is work to do.
+    if _peak(up) <= limit_lin:
         return x
+    env = np.max(_fold_abs(up, x.shape[-1], sr), axis=0)  # linked: one envelope for all channels
+    del up
     for _ in range(4):
         gain = _limiter_gain(env, sr, ceiling)
         out = x * gain
-        peak = float(np.max(_oversampled_abs(out, sr)))
+        peak = _peak(_oversampled(out, sr))
         if peak <= limit_lin:
             return out
         ceiling *= limit_lin / peak * 0.999  # overshoot from gain modulation: aim lower
@@ -260,18 +267,31 @@ def _oversample_factor(sr: int) -> int:
     return max(1, int(np.ceil(192000 / sr)))
 
 
-def _oversampled_abs(x: np.ndarray, sr: int) -> np.ndarray:
-    """|x| oversampled and folded back to one value per input sample: ``(channels, n)``.
+def _oversampled(x: np.ndarray, sr: int) -> np.ndarray:
+    """``x (channels, n)`` oversampled to at least 192 kHz (``x`` itself when already there)."""
+    f = _oversample_factor(sr)
+    if f == 1:
+        return x
+    return resample_poly(x, f, 1, axis=-1, window=_interpolator(f))
+
+
+def _peak(up: np.ndarray) -> float:
+    """Largest magnitude of an (oversampled) signal, without materialising ``|up|``."""
+    if up.size == 0:
+        return 0.0
+    return float(max(up.max(), -up.min()))
+
+
+def _fold_abs(up: np.ndarray, n: int, sr: int) -> np.ndarray:
+    """``|up|`` folded back to one value per input sample: ``(channels, n)``.
 
     Each input sample gets the largest magnitude among the oversampled points from it to the
     next sample, which is what a sample-rate gain must control.
     """
     f = _oversample_factor(sr)
-    n = x.shape[-1]
     if f == 1:
-        return np.abs(x)
-    up = resample_poly(x, f, 1, axis=-1, window=_interpolator(f))
-    return np.abs(up[:, : n * f]).reshape(x.shape[0], n, f).max(axis=-1)
+        return np.abs(up)
+    return np.abs(up[:, : n * f]).reshape(up.shape[0], n, f).max(axis=-1)
 
 
 @lru_cache(maxsize=8)

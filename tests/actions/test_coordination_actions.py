@@ -168,6 +168,27 @@ def test_volume_gain_db_is_plain_gain_below_ceiling(rng: np.random.Generator) ->
         assert true_peak_dbtp(clip, sr=SR) <= -1.0
 
 
+def test_volume_under_the_ceiling_is_one_exact_scale(music: tuple[np.ndarray, int]) -> None:
+    # Unlimited, the result is the input times one gain (its loudness is measured on the
+    # rescaled K-weighting, not filtered again) and it lands on target.
+    y, sr = music
+    for target in (-30.0, -23.0):
+        z = volume(y, sr=sr, target_lufs=target)
+        g = float(np.dot(z.ravel(), y.ravel()) / np.dot(y.ravel(), y.ravel()))
+        np.testing.assert_allclose(z, g * y, rtol=1e-9, atol=1e-12)
+        assert abs(loudness_lufs(z, sr=sr) - target) < 0.02
+        assert true_peak_dbtp(z, sr=sr) <= -1.0
+
+
+def test_volume_limits_at_192khz_without_oversampling(rng: np.random.Generator) -> None:
+    sr = 192000  # already at the true-peak rate: the limiter works on the samples themselves
+    y = 0.01 * rng.standard_normal((2, sr // 2))
+    z = volume(y, sr=sr, gain_db=40.0)
+    assert z.shape == y.shape and np.all(np.isfinite(z))
+    assert -1.5 < true_peak_dbtp(z, sr=sr) <= -1.0
+    assert abs(true_peak_dbtp(z, sr=sr) - 20 * np.log10(np.abs(z).max())) < 1e-9
+
+
 def test_volume_leaves_digital_silence_alone() -> None:
     y = np.zeros((2, SR))
     assert loudness_lufs(y, sr=SR) is None
@@ -243,6 +264,23 @@ def test_fill_blanks_leaves_clean_audio_bit_identical(
     for y, sr in ((speech, SR), (padded, SR), music):
         assert find_dropouts(y, sr=sr) == []
         np.testing.assert_array_equal(fill_blanks(y, sr=sr), y)
+
+
+def test_fill_blanks_float32_input_is_judged_like_float64(speech: np.ndarray) -> None:
+    # Media I/O decodes to float32. A float32 running energy sum once rounded the quiet stretch
+    # at 1.13 s of this clip to zero energy, read it as a 40 dB hole and "filled" it with sound.
+    y = speech.astype(np.float32)
+    assert find_dropouts(y, sr=SR) == find_dropouts(speech, sr=SR) == []
+    np.testing.assert_array_equal(fill_blanks(y, sr=SR), y)
+    np.testing.assert_array_equal(apply_action("fill_blanks", y[None], sr=SR), y[None])
+    env = np.convolve(speech**2, np.ones(480) / 480, "same")
+    s = int(np.argmax(env))
+    hole = y.copy()
+    hole[s : s + 960] = 0.0  # a real dropout is still found in float32
+    assert find_dropouts(hole, sr=SR) == [(s, s + 960, "digital_silence")]
+    z = fill_blanks(hole, sr=SR)
+    assert z.dtype == np.float32 and find_dropouts(z, sr=SR) == []
+    assert np.sum((z[s : s + 960] - y[s : s + 960]) ** 2) < np.sum(y[s : s + 960] ** 2)
 
 
 def test_fill_blanks_leaves_faded_pause_and_long_silence(speech: np.ndarray) -> None:
