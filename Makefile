@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint bench-actions media clean
+.PHONY: setup demo test lint bench bench-actions media clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test: setup media
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# The published tables: docs/benchmarks.md, docs/agent.md, docs/benchmarks/ (about 25 min on 2 cores).
+bench: setup media
+	$(VENV)/bin/avagent bench --size full --jobs 2
 
 bench-actions: setup media
 	$(PY) -m bench.actions --out docs/actions.md

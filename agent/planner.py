@@ -64,7 +64,7 @@ def validate_plan(plan: Plan) -> Plan:
 # true-peak limiter never works harder than MAX_LIMITING_DB.
 TARGET_LUFS = -18.0
 CEILING_DBTP = -1.0
-MAX_LIMITING_DB = 4.0
+MAX_LIMITING_DB = 1.0  # barely touches transients: a quiet clip is not to be mastered
 NOISE_SNR_DB = 20.0  # below this, broadband noise is worth treating
 MUSIC_SNR_DB = 12.0  # with music present, only treat clearly audible noise
 SYNC_MIN_CONFIDENCE = 0.3  # gated estimates start near 0.5; below 0.3 the windows barely agree

@@ -95,7 +95,7 @@ def _fit_channels(y: np.ndarray, channels: int) -> np.ndarray:
         return y.mean(axis=0, keepdims=True)
     if y.shape[0] == 1:
         return np.repeat(y, channels, axis=0)
-    return y[:channels]
+    return y[np.arange(channels) % y.shape[0]]  # fewer: the first ones; more (5.1): cycled
 
 
 def _tile(y: np.ndarray, n: int, *, sr: int, start: int = 0, fade_ms: float = 20.0) -> np.ndarray:

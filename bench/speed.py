@@ -24,7 +24,7 @@ from bench import media
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-FAULTS = [("hum", {"fundamental_hz": 50.0, "snr_db": 5.0}), ("dropouts", {"count": 3}),
+FAULTS: list[tuple[str, dict[str, Any]]] = [("hum", {"fundamental_hz": 50.0, "snr_db": 5.0}), ("dropouts", {"count": 3}),
           ("quiet", {"target_lufs": -42.0})]
 
 

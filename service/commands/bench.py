@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the benchmark page to write, or '-' for none")
     p.add_argument("--agent-doc", default="docs/agent.md",
                    help="the agent's page to write, or '-' for none")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, one case at a time each (1; real-time factors are "
+                        "per process, so they fall when jobs exceed free cores)")
     p.add_argument("--no-critic", action="store_true", help="skip re-scoring outputs")
     p.add_argument("--no-speed", action="store_true", help="skip the one-core speed check")
     p.add_argument("--from-json", type=Path, default=None,
@@ -81,8 +84,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.run import run_bench
 
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip()) if args.systems else None
+    if not 1 <= args.jobs <= 64:
+        raise ParameterError(f"--jobs {args.jobs} must be within 1..64")
     if args.quiet:
-        return run_bench(args.size, seed=args.seed, systems=systems, critic=not args.no_critic)
+        return run_bench(args.size, seed=args.seed, systems=systems, critic=not args.no_critic,
+                         jobs=args.jobs)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("bench {task.fields[case]}"), BarColumn(), MofNCompleteColumn(),
@@ -93,7 +99,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             bar.update(task, total=n, completed=i, case=case_id)
 
         return run_bench(args.size, seed=args.seed, systems=systems, critic=not args.no_critic,
-                         on_case=on_case)
+                         jobs=args.jobs, on_case=on_case)
 
 
 def results_targets(results: dict[str, Any]) -> list[str]:
