@@ -16,6 +16,10 @@ For drift the truth delay is the mean offset over the clip (the sound runs ahead
 Event sources (a picture that jumps at sound onsets) should be decided; real videos (no clear
 audio-visual events) should stay ``cannot_tell`` or be right. The bar is zero confidently wrong
 cases over the whole protocol.
+
+A second, harder null check (``--cross``, on by default): the sound of each source under the
+picture of every other source, cut to the shorter of the two, at every planted offset. There is
+no true offset there, so any decision with confidence >= 0.3 is confidently wrong.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 
 from bench import corrupt, suite
 from reflection.analysis.sync import estimate_sync
+from reflection.frames import FrameSet
 
 DELAYS_MS = (-800.0, -450.0, -300.0, -120.0, 0.0, 120.0, 300.0, 450.0, 800.0)
 DRIFT_RATE = 1.002
@@ -72,8 +77,19 @@ def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) 
     err = abs(s.audio_delay_ms - truth_ms) if decided and truth_ms is not None else None
     # PAL: any offset/in_sync verdict is wrong (the clip drifts by 4 % of its length)
     wrong = decided and s.confidence >= ACT_CONFIDENCE and (err is None or err > WRONG_MS)
-    return Row(src.name, src.kind, case, truth_ms, s.verdict, s.audio_delay_ms, s.confidence,
-               s.rate, decided, err is not None and err <= CORRECT_MS, wrong)
+    return Row(
+        src.name,
+        src.kind,
+        case,
+        truth_ms,
+        s.verdict,
+        s.audio_delay_ms,
+        s.confidence,
+        s.rate,
+        decided,
+        err is not None and err <= CORRECT_MS,
+        wrong,
+    )
 
 
 def run_source(src: suite.Source) -> list[Row]:
@@ -89,10 +105,69 @@ def run_source(src: suite.Source) -> list[Row]:
     return rows
 
 
+def _cut(frames: FrameSet, dur_s: float) -> FrameSet:
+    keep = frames.times_s < dur_s
+    return FrameSet(
+        frames.frames[keep],
+        frames.times_s[keep],
+        frames.sample_fps,
+        frames.fps,
+        frames.width,
+        frames.height,
+        min(dur_s, frames.duration_s),
+    )
+
+
+def run_cross(srcs: list[suite.Source]) -> list[Row]:
+    """Sound of one source, picture of another: every decision that may be acted on is wrong."""
+    rows = []
+    for sa in srcs:
+        for sv in srcs:
+            if sa is sv:
+                continue
+            dur = min(sa.duration_s, sv.frames.duration_s)
+            frames = _cut(sv.frames, dur)
+            y0 = sa.y[:, : round(dur * sa.sr)]
+            for d in DELAYS_MS:
+                y, _ = corrupt.offset(y0, sr=sa.sr, audio_delay_ms=d)
+                s = estimate_sync(y, sr=sa.sr, frames=frames, audio_duration_s=dur)
+                decided = s.verdict in ("offset", "in_sync") and s.audio_delay_ms is not None
+                rows.append(
+                    Row(
+                        f"{sa.name} | {sv.name}",
+                        "cross",
+                        f"offset{d:+g}",
+                        None,
+                        s.verdict,
+                        s.audio_delay_ms,
+                        s.confidence,
+                        s.rate,
+                        decided,
+                        False,
+                        decided and s.confidence >= ACT_CONFIDENCE,
+                    )
+                )
+    return rows
+
+
+def cross_table(rows: list[Row]) -> str:
+    dec = [r for r in rows if r.decided]
+    out = [
+        f"unrelated sound/picture pairs: {len(rows)} cases, decided {len(dec)}, "
+        f"confidently wrong {sum(r.wrong for r in rows)}"
+    ]
+    out += [
+        f"  {r.source} {r.case}: {r.verdict} {r.delay_ms:+.0f} ms c{r.confidence:.2f}" for r in dec
+    ]
+    return "\n".join(out)
+
+
 def table(rows: list[Row]) -> str:
     names = list(dict.fromkeys(r.source for r in rows))
-    out = ["| source | offsets decided | offsets correct | drift | PAL | confidently wrong |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| source | offsets decided | offsets correct | drift | PAL | confidently wrong |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in names:
         rs = [r for r in rows if r.source == name]
         off = [r for r in rs if r.case.startswith("offset")]
@@ -104,8 +179,10 @@ def table(rows: list[Row]) -> str:
             f"| {_brief(dr)} | {_brief(pal)} | {sum(r.wrong for r in rs)} |"
         )
     ev = [r for r in rows if r.kind == "event" and r.case.startswith("offset")]
-    out.append(f"\nevent-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
-               f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}")
+    out.append(
+        f"\nevent-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
+        f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}"
+    )
     return "\n".join(out)
 
 
@@ -123,8 +200,10 @@ def detail(rows: list[Row]) -> str:
         flag = "WRONG" if r.wrong else ("ok" if r.correct else "")
         d = "-" if r.delay_ms is None else f"{r.delay_ms:+.1f}"
         t = "-" if r.truth_ms is None else f"{r.truth_ms:+.1f}"
-        out.append(f"{r.source:24s} {r.case:14s} truth {t:>7s} {r.verdict:11s} {d:>7s} "
-                   f"c{r.confidence:.2f} {flag}")
+        out.append(
+            f"{r.source:24s} {r.case:14s} truth {t:>7s} {r.verdict:11s} {d:>7s} "
+            f"c{r.confidence:.2f} {flag}"
+        )
     return "\n".join(out)
 
 
@@ -133,16 +212,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--only", help="sources whose name contains this")
+    p.add_argument("--no-cross", action="store_true", help="skip the unrelated-pairs check")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rows: list[Row] = []
-    for src in protocol_sources():
-        if args.only and args.only not in src.name:
-            continue
+    srcs = [s for s in protocol_sources() if not args.only or args.only in s.name]
+    for src in srcs:
         rows += run_source(src)
     if args.verbose:
         print(detail(rows))
     print(table(rows))
+    if not args.no_cross:
+        cross = run_cross(srcs)
+        print()
+        print(cross_table(cross))
+        rows += cross
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:

@@ -1,4 +1,5 @@
-"""Sync perception: planted offsets found, unrelated streams and short clips say cannot_tell."""
+"""Sync perception: planted offsets found (synthetic and real drum hits), unrelated streams,
+periodic events and short clips say cannot_tell."""
 
 from __future__ import annotations
 
@@ -114,3 +115,79 @@ def test_real_clip_pal_is_drift_and_clean_is_not(media_dir, name):
     pal = soxr.resample(y.T, sr, sr * 23.976 / 25).T  # played 25/23.976 fast: shorter
     s = estimate_sync(pal, sr=sr, frames=frames, audio_duration_s=pal.shape[-1] / sr)
     assert s.verdict == "drift" and s.rate == pytest.approx(25 / 23.976, abs=0.002)
+
+
+def _periodic_av(delay_ms: float, period_s: float = 0.4, dur: float = 8.0, sr: int = 48000):
+    """A block that jumps every ``period_s`` exactly, a click at each jump + delay."""
+    rng = np.random.default_rng(7)
+    ev = np.arange(0.3, dur - 0.3, period_s)
+    fps = 12.5
+    times = np.arange(int(dur * fps)) / fps
+    frames = np.full((times.size, 45, 80), 40, np.uint8)
+    for i, t in enumerate(times):
+        r = np.random.default_rng(int(np.searchsorted(ev, t, side="right")))
+        y0, x0 = r.integers(0, 33), r.integers(0, 68)
+        frames[i, y0 : y0 + 12, x0 : x0 + 12] = 220
+    y = rng.standard_normal(int(dur * sr)) * 0.002
+    env = np.exp(-np.arange(2400) / (0.01 * sr))
+    for e in ev:
+        i = int((e + delay_ms / 1000) * sr)
+        if 0 <= i < y.size - 2400:
+            y[i : i + 2400] += rng.standard_normal(2400) * 0.3 * env
+    return y, sr, FrameSet(frames, times, fps, 25.0, 640, 360, dur)
+
+
+def test_periodic_events_are_ambiguous():
+    # one period off matches every event as well as the truth: no margin, no verdict
+    y, sr, frames = _periodic_av(120.0)
+    s = estimate_sync(y, sr=sr, frames=frames)
+    assert s.verdict == "cannot_tell" and s.audio_delay_ms is None
+
+
+def test_unmatched_sound_onsets_do_not_hide_the_offset():
+    # sounds the picture does not show (off-screen) add onsets but no visual events
+    rng = np.random.default_rng(11)
+    y, sr, frames = moving_block_av(rng, 300.0)
+    env = np.exp(-np.arange(2400) / (0.01 * sr))
+    for t in rng.uniform(0.5, 9.5, 8):
+        i = int(t * sr)
+        y[i : i + 2400] += rng.standard_normal(2400) * 0.3 * env
+    s = estimate_sync(y, sr=sr, frames=frames)
+    assert s.verdict == "offset" and abs(s.audio_delay_ms - 300.0) <= 20.0
+
+
+@pytest.mark.media
+@pytest.mark.slow
+@pytest.mark.parametrize(("seed", "delay_ms"), [(0, 300.0), (1, -450.0), (0, 0.0)])
+def test_real_drum_hits_offset_found(seed, delay_ms):
+    # real drum recordings at irregular times, picture jumping at each hit (bench suite)
+    suite = pytest.importorskip("bench.suite")
+    corrupt = pytest.importorskip("bench.corrupt")
+    src = suite.percussion_source(seed)
+    y, _ = corrupt.offset(src.y, sr=src.sr, audio_delay_ms=delay_ms)
+    s = estimate_sync(y, sr=src.sr, frames=src.frames, audio_duration_s=y.shape[-1] / src.sr)
+    assert s.verdict == ("in_sync" if delay_ms == 0 else "offset")
+    assert abs(s.audio_delay_ms - delay_ms) <= 40.0 and s.confidence >= 0.3
+
+
+@pytest.mark.media
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_ms", [0.0, 300.0, -800.0])
+def test_real_drum_hits_under_another_picture_cannot_tell(delay_ms):
+    suite = pytest.importorskip("bench.suite")
+    corrupt = pytest.importorskip("bench.corrupt")
+    sound, picture = suite.percussion_source(0), suite.percussion_source(1)
+    y, _ = corrupt.offset(sound.y, sr=sound.sr, audio_delay_ms=delay_ms)
+    s = estimate_sync(
+        y, sr=sound.sr, frames=picture.frames, audio_duration_s=y.shape[-1] / sound.sr
+    )
+    assert s.verdict == "cannot_tell" and s.audio_delay_ms is None
+
+
+def test_pal_delay_is_the_offset_at_the_start(rng):
+    # the onsets are mapped to the video clock first: a PAL track that starts in sync has ~0
+    y, sr, frames = moving_block_av(rng, 0.0)
+    x = np.interp(np.arange(round(y.size / 1.0427)) * 1.0427, np.arange(y.size), y)
+    s = estimate_sync(x, sr=sr, frames=frames)
+    assert s.verdict == "drift" and s.rate == pytest.approx(1.0427, abs=0.001)
+    assert s.audio_delay_ms is None or abs(s.audio_delay_ms) <= 20.0
