@@ -65,7 +65,7 @@ LAG_STEP_S = 0.001
 BIAS_MS = 3.6  # onsets read this early (centred log-flux window, see above): added back
 # sound onsets: a flux peak this many robust spreads above the median, and at least this share
 # of the clip's loud onsets (its 99th percentile: drum decays and room tone ripple stay out)
-ONSET_K = 6.0
+ONSET_K = 4.0
 ONSET_REL = 0.2
 ONSET_SEP = 3  # frames (30 ms) between onsets: one per flux peak
 # visual events: a frame difference this many robust spreads above the motion around it (the
@@ -75,7 +75,7 @@ MOTION_K = 5.0
 MOTION_PCT = 30
 MOTION_MIN = 2e-3
 MOTION_FLOOR = 1e-3
-TOL_S = 0.015  # onset timing jitter allowed either side of an event's frame interval
+TOL_S = 0.010  # onset timing jitter allowed either side of an event's frame interval
 MIN_MATCHED = 5
 MIN_SHARE = 0.5
 P_CHANCE = 1e-3
