@@ -34,8 +34,9 @@ needs, on the event counts themselves:
 ``BIAS_MS`` removes what the detector itself adds: a log flux over a centred 32 ms window reacts
 as soon as the window's leading half reaches a hit, so onsets read 3.6 ms early (clicks at known
 times in -70 dBFS noise; the real drum hits of the benchmark read 2.5-5 ms early). The motion
-interval is unbiased by construction. (The old envelope correlation read +40..+70 ms late: it
-weighed each hit's decay tail, after the onset, as much as the attack.)
+interval is unbiased by construction. (The old envelope correlation read +40..+70 ms late on
+the drum clips, probably because its log-compressed envelope gave each hit's decay tail, after
+the onset, about as much weight as the attack; not verified further.)
 
 Durations still decide PAL and other known rate changes; the onsets are then mapped to the video
 clock and the delay at t=0 is given only when the same tests pass. Anything short of that is
