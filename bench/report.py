@@ -180,10 +180,20 @@ def benchmark_targets(results: dict[str, Any]) -> list[list[str]]:
         g = mean_gain(results, AGENT, pred)
         gbest = max(((_or(mean_gain(results, p, pred), -99.0), p) for p in peers),
                     default=(0.0, "-"))
-        ok = a > best[0] or (a == best[0] and (g or 0) > gbest[0])
+        verdict = ("holds" if a > best[0] else
+                   f"ties the best single tool at {_pct(a)}" if a == best[0] else "**misses**")
         out.append([f"{fam}: agent beats every single tool",
                     f"acceptable {_pct(a)} vs best single tool {_pct(best[0])} ({best[1]}); "
-                    f"gain {_f(g)} vs {_f(gbest[0])} dB ({gbest[1]})", _verdict(ok)])
+                    f"gain {_f(g)} vs {_f(gbest[0])} dB ({gbest[1]})", verdict])
+    # ... and over the whole suite, where a user would have had to pick one tool for all
+    def corrupted_case(c: dict[str, Any]) -> bool:
+        return c["family"] != "clean"
+    a_all = acceptance(results, AGENT, corrupted_case)
+    if a_all is not None and peers:
+        best_all = max((_or(acceptance(results, p, corrupted_case), 0.0), p) for p in peers)
+        out.append(["all corrupted cases: agent beats every single tool",
+                    f"acceptable {_pct(a_all)} vs best single tool {_pct(best_all[0])} "
+                    f"({best_all[1]})", _verdict(a_all > best_all[0])])
     # 2. pure noise
     for label, content_pred in (("non-speech", lambda c: c["content"] != "speech"),
                                 ("speech", lambda c: c["content"] == "speech")):
@@ -327,10 +337,17 @@ def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str) -> 
            "Every case is a clean real clip with its picture, corrupted in a known way "
            "(`bench/suite.py`, `bench/corrupt.py`); every system's output is measured against the "
            "clean original (`bench/evaluate.py`). *Acceptable* is the truth's verdict on an "
-           "output: SI-SDR ≥ 15 dB against the clean, residual offset ≤ 45 ms, no gap left, "
-           "loudness inside [-33, -9] LUFS (1 LU of slack). Event clips are real recordings "
+           "output: SI-SDR ≥ 15 dB against the clean (or within 3 dB of the oracle where even "
+           "the oracle stays under 15 dB: damage nobody can undo), residual offset ≤ 45 ms, no "
+           "gap left, loudness inside [-33, -9] LUFS (1 LU of slack). Event clips are real recordings "
            "with a rendered picture that moves with the sound; video clips are real files whose "
            "picture has no clear audio-visual events.", "",
+           "Two metric notes. SI-SDR punishes a refilled dropout (a plausible fill differs "
+           "from the lost original more than silence does), so dropout repair is judged on gaps "
+           "left and acceptability, not on SI-SDR gain; and SI-SDR is capped at 60 dB, so a "
+           "pure level change reads 60 dB in and any later touch reads as a (harmless) loss. "
+           "Cases whose only faults are timing are judged on timing: residual offset at the "
+           "middle and the end, and pitch.", "",
            "## Targets", "", *_table(["target", "measured", "verdict"], benchmark_targets(results)),
            "", f"![mean SI-SDR gain per family and system]({asset_dir}/gain.png)", "",
            f"![share acceptable per family and system]({asset_dir}/acceptable.png)", "",

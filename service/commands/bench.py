@@ -62,16 +62,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = _run(args)
         results["meta"]["command"] = command
-    speed = None
-    if agent_doc is not None and not args.no_speed:
+    speed = results.get("speed")  # a re-render keeps the measured speed, never re-measures
+    if agent_doc is not None and not args.no_speed and args.from_json is None:
         from bench.speed import measure
 
         if not args.quiet:
             print("speed check: 10 s 720p clip on one core ...", file=sys.stderr)
         speed = measure()
         results["speed"] = speed
-    elif args.from_json is not None:
-        speed = results.get("speed")
     written = write_report(results, out_dir=args.out, doc=doc, command=command,
                            agent_doc=agent_doc, speed=speed)
     for t in results_targets(results):
