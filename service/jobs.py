@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from service.settings import Settings
@@ -270,7 +271,7 @@ class JobStore:
     def create_job(self, job: Job) -> tuple[Job, bool]:
         """Insert ``job``; with an idempotency key already used by its owner, return the
         existing job instead. Returns ``(job, created)``."""
-        if job.idempotency_key:
+        if job.idempotency_key is not None:
             existing = self.find_job_by_idempotency(job.owner, job.idempotency_key)
             if existing is not None:
                 return existing, False
@@ -279,7 +280,7 @@ class JobStore:
                 s.add(job)
         except Exception:
             # A concurrent request with the same idempotency key won the insert.
-            if job.idempotency_key:
+            if job.idempotency_key is not None:
                 existing = self.find_job_by_idempotency(job.owner, job.idempotency_key)
                 if existing is not None:
                     return existing, False
@@ -418,18 +419,26 @@ class JobStore:
 
     # -- batches ---------------------------------------------------------------------------
     def create_batch(self, batch: Batch) -> tuple[Batch, bool]:
-        if batch.idempotency_key:
-            with self.session() as s:
-                existing = s.scalar(
-                    select(Batch).where(
-                        Batch.owner == batch.owner, Batch.idempotency_key == batch.idempotency_key
-                    )
-                )
+        """Like :meth:`create_job`: an idempotency key its owner used already returns that
+        batch, also when a concurrent request with the key won the insert."""
+        if batch.idempotency_key is not None:
+            existing = self._batch_by_idempotency(batch.owner, batch.idempotency_key)
             if existing is not None:
                 return existing, False
-        with self.session() as s:
-            s.add(batch)
+        try:
+            with self.session() as s:
+                s.add(batch)
+        except IntegrityError:
+            if batch.idempotency_key is not None:
+                existing = self._batch_by_idempotency(batch.owner, batch.idempotency_key)
+                if existing is not None:
+                    return existing, False
+            raise
         return batch, True
+
+    def _batch_by_idempotency(self, owner: str, key: str) -> Batch | None:
+        with self.session() as s:
+            return s.scalar(select(Batch).where(Batch.owner == owner, Batch.idempotency_key == key))
 
     def get_batch(self, batch_id: str, owner: str | None = None) -> Batch | None:
         with self.session() as s:

@@ -180,6 +180,11 @@ class Storage:
         fs, path = self._fs(uri)
         return bool(fs.exists(path))
 
+    def is_file(self, uri: str) -> bool:
+        """True for an object (a file), False for a folder/prefix or nothing."""
+        fs, path = self._fs(uri)
+        return bool(fs.isfile(path))
+
     def size(self, uri: str) -> int:
         fs, path = self._fs(uri)
         return int(fs.size(path))

@@ -116,7 +116,7 @@ def _side_files(job: Job, side: render.Side, storage: Storage, settings: Setting
     try:
         return render.ensure(_folder(settings, job), side, lambda local: storage.get_file(uri, local),
                              suffix=suffix, max_duration_s=settings.max_duration_s)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise HTTPException(404, f"the {side} file of job {job.id} is gone from storage") from None
     except MediaError as exc:  # an input the worker refused too (e.g. truncated): nothing to draw
         raise HTTPException(422, f"cannot decode the {side} audio: {exc}") from None
@@ -144,7 +144,9 @@ def media_links(job_id: str, caller: CallerDep, store: StoreDep, settings: Setti
 def get_input(request: Request, job_id: str, store: StoreDep, storage: StorageDep,
               settings: SettingsDep, t: Token = None) -> StreamingResponse:
     job = _job_for_media(request, job_id, t, store, settings)
-    try:
+    try:  # a folder has a size too, but streaming it fails after the headers went out
+        if not storage.is_file(job.source):
+            raise FileNotFoundError(job.source)
         size = storage.size(job.source)
     except FileNotFoundError:
         raise HTTPException(404, f"the input of job {job_id} is gone from storage") from None

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.api import create_app
 from service.auth import create_key
-from service.jobs import TIERS, JobStore
+from service.jobs import TIERS, Batch, Job, JobStore, new_id
 from service.settings import Settings
 from tests.service.conftest import (
     PNG_1X1,
@@ -234,6 +234,74 @@ def test_json_body_that_is_not_utf8_is_422(
         assert r.json()["detail"] == f"the JSON body is not valid UTF-8 (byte 0x{body[where]:02x} at {where})"
     r = client.post("/v1/jobs", headers=alice, content=b"not json")  # valid UTF-8, not JSON
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_source_that_is_a_folder_is_422(
+    client: TestClient, keys: dict[str, dict[str, str]], settings: Settings
+) -> None:
+    # schemathesis fed a batch's source prefix back into POST /v1/jobs: the job was queued on a
+    # folder, and its /input and /spectrogram answered 500 (IsADirectoryError, a short body).
+    alice = keys["alice"]
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    storage.write_bytes(storage.key_uri("folder-src/a.wav"), b"RIFF")
+    for source in (storage.key_uri("folder-src"), storage.key_uri("folder-src") + "/",
+                   storage.key_uri("folder-src/a.wav") + "/"):
+        r = client.post("/v1/jobs", headers=alice, json={"source": source})
+        assert r.status_code == 422, (source, r.text)
+        assert "is a folder, not a file" in r.json()["detail"] and "/v1/batches" in r.json()["detail"]
+    # A job that points at a folder anyway (made before this check): 404s, not 500s.
+    store = JobStore.from_settings(settings)
+    key, rec = create_key(store, "dave")
+    store.create_job(Job(id=new_id(), owner=rec.id, source=storage.key_uri("folder-src"),
+                         input_name="folder-src.wav", output_prefix=storage.key_uri("jobs/x"),
+                         options={}))
+    dave = {"X-API-Key": key}
+    jid = client.get("/v1/jobs", headers=dave).json()["items"][0]["id"]
+    for path in ("input", "spectrogram/before", "preview/before"):
+        r = client.get(f"/v1/jobs/{jid}/{path}", headers=dave)
+        assert r.status_code == 404 and "gone from storage" in r.json()["detail"], (path, r.text)
+
+
+def test_empty_idempotency_key_is_422(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
+    # schemathesis: 'Idempotency-Key: ' skipped the lookup but was stored, so the second batch
+    # with it broke the (owner, key) unique constraint (IntegrityError, 500).
+    alice = keys["alice"]
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    body = {"source": storage.key_uri("idem-in/"), "dest": storage.key_uri("idem-out/")}
+    for path, kwargs in (("/v1/batches", {"json": body}),
+                         ("/v1/jobs", {"json": {"source": storage.key_uri("idem-in/x.mp4")}}),
+                         ("/v1/jobs", {"files": {"file": ("a.wav", b"RIFF")}})):
+        for _ in range(2):
+            r = client.post(path, headers={**alice, "Idempotency-Key": ""}, **kwargs)
+            assert r.status_code == 422, (path, r.text)
+            assert r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    first = client.post("/v1/batches", headers={**alice, "Idempotency-Key": "b-1"}, json=body)
+    again = client.post("/v1/batches", headers={**alice, "Idempotency-Key": "b-1"}, json=body)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_batch_idempotency_race_returns_the_winner(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two requests with one key both miss the lookup; the loser's insert returns the winner.
+    store = JobStore.from_settings(settings)
+
+    def batch() -> Batch:
+        return Batch(id=new_id(), owner="race", source="s3://b/in/", dest="s3://b/out/",
+                     pattern="*", options={}, idempotency_key="same")
+
+    winner, _ = store.create_batch(batch())
+    real = store._batch_by_idempotency
+    calls: list[str] = []
+
+    def first_lookup_misses(owner: str, key: str) -> Batch | None:
+        calls.append(key)
+        return None if len(calls) == 1 else real(owner, key)
+
+    monkeypatch.setattr(store, "_batch_by_idempotency", first_lookup_misses)
+    got, created = store.create_batch(batch())
+    assert not created and got.id == winner.id and len(calls) == 2
 
 
 def test_auth_and_unknown_ids(client: TestClient, keys: dict[str, dict[str, str]]) -> None:

@@ -84,7 +84,9 @@ def create_batch(
     storage: StorageDep,
     settings: SettingsDep,
     celery: CeleryDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
 ) -> JSONResponse:
     try:
         source = storage.check_allowed(spec.source)

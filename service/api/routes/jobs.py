@@ -170,7 +170,8 @@ async def create_job(
     settings: SettingsDep,
     celery: CeleryDep,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", max_length=200, description="retry-safe key")
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=200, description="retry-safe key"),
     ] = None,
 ) -> Response:
     if idempotency_key:
@@ -221,13 +222,20 @@ async def _create_from_source(
         source = storage.check_allowed(spec.source)
     except ParameterError as exc:
         raise HTTPException(422, str(exc)) from None
+    folder = (f"source {spec.source!r} is a folder, not a file: submit a folder as a batch "
+              "(POST /v1/batches)")
+    if source.endswith("/"):
+        raise HTTPException(422, folder)
     try:
-        exists = await run_in_threadpool(storage.exists, source)
+        is_file = await run_in_threadpool(storage.is_file, source)
+        exists = is_file or await run_in_threadpool(storage.exists, source)
     except Exception as exc:  # storage unreachable now: let the worker retry later
         logger.warning("cannot check %s now: %s", source, exc)
-        exists = True
+        is_file = exists = True
     if not exists:
         raise HTTPException(422, f"source {spec.source!r} does not exist")
+    if not is_file:  # a job on a folder answered 500 on /input and /spectrogram (schemathesis)
+        raise HTTPException(422, folder)
     name = posixpath.basename(source.rstrip("/"))
     try:
         name = st.safe_key(name)
