@@ -338,7 +338,37 @@ def api_log_text(stack: Stack) -> str:
 
 
 # -- 4. schemathesis -------------------------------------------------------------------------------
-def fuzz_scenario(root: Path, max_examples: int, max_time_s: int) -> dict[str, Any]:
+def _seed_real_ids(stack: Stack, key: str, video: Path) -> dict[str, list[str]]:
+    """Finished jobs and a batch of the fuzz key, so the operations on an id also run on ids that
+    exist (schemathesis' generated uploads are not media, so it creates none itself)."""
+    A = {"Authorization": f"Bearer {key}"}
+    w = stack.start_worker("worker1")
+    client = httpx.Client(base_url=stack.url, timeout=60)
+    jobs = [submit(client, video, headers=A, max_rounds=1).json()["id"],
+            submit(client, video, headers=A, name="audio-only.mp4", max_rounds=1,
+                   outputs="wav,report").json()["id"]]
+    src = Path(stack.values["cache_dir"]) / "storage" / "fuzz-in"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "a.mp4").write_bytes(video.read_bytes())
+    batch = client.post("/v1/batches", headers=A, json={
+        "source": str(src), "dest": str(Path(stack.values["cache_dir"]) / "storage" / "fuzz-out"),
+        "pattern": "*.mp4", "max_rounds": 1}).json()["id"]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if client.get(f"/v1/batches/{batch}", headers=A).json()["state"] not in ("expanding", "running"):
+            break
+        time.sleep(0.5)
+    jobs += [j["id"] for j in client.get("/v1/jobs", headers=A, params={"batch_id": batch}).json()["items"]]
+    done = wait_jobs(client, jobs, 180, headers=A)
+    # And one that stays queued: no worker from here on.
+    stack.stop_worker(w)
+    jobs.append(submit(client, video, headers=A, name="queued.mp4", max_rounds=1).json()["id"])
+    client.close()
+    return {"jobs": jobs, "batches": [batch],
+            "states": [done.get(j, {}).get("state", "queued") for j in jobs]}
+
+
+def fuzz_scenario(root: Path, max_examples: int, max_time_s: int, video: Path) -> dict[str, Any]:
     from service.auth import create_key
     from service.jobs import JobStore
     from service.settings import Settings
@@ -350,8 +380,18 @@ def fuzz_scenario(root: Path, max_examples: int, max_time_s: int) -> dict[str, A
                       "max_upload_mb": 5}) as stack:
         key, _ = create_key(JobStore.from_settings(Settings(**stack.values)), "fuzz")
         stack.start_api()
+        seeded = _seed_real_ids(stack, key, video)
+        config = root / "schemathesis.toml"
+        # Path ids come from these real ones 70 % of the time, generated ones otherwise.
+        config.write_text(
+            f"[dictionaries.jobs]\nvalues = {json.dumps(seeded['jobs'])}\n"
+            f"[dictionaries.batches]\nvalues = {json.dumps(seeded['batches'])}\n"
+            "[parameters]\n"
+            '"path.job_id" = { dictionary = "jobs", probability = 0.7 }\n'
+            '"path.batch_id" = { dictionary = "batches", probability = 0.7 }\n')
         report = root / "fuzz.json"
-        cmd = [str(exe), "run", stack.url + "/openapi.json", "--checks", "not_a_server_error",
+        cmd = [str(exe), "--config-file", str(config), "run", stack.url + "/openapi.json",
+               "--checks", "not_a_server_error",
                "--max-examples", str(max_examples), "--max-time", str(max_time_s), "--workers", "1",
                "--seed", "1", "-H", f"Authorization: Bearer {key}", "--request-timeout", "30",
                "--report", "ndjson", "--report-ndjson-path", str(report), "--no-color",
@@ -393,8 +433,22 @@ def fuzz_scenario(root: Path, max_examples: int, max_time_s: int) -> dict[str, A
                         for op, c in failing],
             "api_exceptions": sorted({f"{e}: {m}" for e, m in api_errors})[:10],
             "api_5xx_logged": len(FIVE_XX.findall(api_log)),
+            "seeded": seeded,
+            "answers_on_real_ids": _answers_on(api_log, seeded["jobs"] + seeded["batches"]),
+            "created_by_fuzz": {k: len(re.findall(rf'"POST /v1/{k}(?:\?[^ ]*)? HTTP/1.1" 202 ', api_log))
+                                for k in ("jobs", "batches")},
             "summary": summary.strip()[-1500:],
         }
+
+
+def _answers_on(api_log: str, ids: list[str]) -> dict[str, int]:
+    """Status codes of the logged requests whose path holds one of ``ids``."""
+    pat = re.compile(r'"[A-Z]+ /v1/(?:jobs|batches)/(' + "|".join(map(re.escape, ids)) +
+                     r')[/?" ][^"]*" (\d{3}) ')
+    counts: dict[str, int] = {}
+    for _, status in pat.findall(api_log) if ids else []:
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -454,6 +508,20 @@ def markdown(results: dict[str, Any], argv: list[str]) -> str:
                     f"distinct failures, {f['cases_errored']} errored (schemathesis could not check them), "
                     f"{f['api_5xx_logged']} answers 5xx in the API log ({f['seconds']} s, "
                     f"schemathesis exit code {f['exit_code']}).", ""]
+            if f.get("seeded"):
+                sd = f["seeded"]
+                states = ", ".join(f"{sd['states'].count(x)} {x}" for x in dict.fromkeys(sd["states"]))
+                answers = ", ".join(f"{n}x {code}" for code, n in f.get("answers_on_real_ids", {}).items())
+                made = f.get("created_by_fuzz", {})
+                out += [f"Before fuzzing, the fuzz key got {len(sd['jobs'])} real jobs ({states}) and "
+                        f"{len(sd['batches'])} finished batch, and path ids were drawn from them 70 % of "
+                        f"the time; schemathesis itself created {made.get('jobs', 0)} jobs and "
+                        f"{made.get('batches', 0)} batches (from sources it copied out of responses: its "
+                        f"generated uploads are not media). Answers on the seeded ids: "
+                        f"{answers or 'none'}.", ""]
+            warnings = re.findall(r"⚠️ (.+)", f.get("summary", ""))
+            if warnings:
+                out += ["schemathesis warned: " + "; ".join(w.strip() for w in warnings) + ".", ""]
             if f.get("failing"):
                 out += ["| operation | reproduce |", "| --- | --- |"]
                 out += [f"| {x['operation']} | `{x['reproduce'].replace('|', '%7C')[:220]}` |"
@@ -504,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("  %s", r)
     if "fuzz" in parts:
         logger.info("fuzz: schemathesis")
-        results["fuzz"] = fuzz_scenario(work / "fuzz", args.max_examples, args.fuzz_time_s)
+        results["fuzz"] = fuzz_scenario(work / "fuzz", args.max_examples, args.fuzz_time_s, video)
         results["fuzz_args"] = [args.max_examples, args.fuzz_time_s]
         logger.info("  %s", {k: v for k, v in results["fuzz"].items() if k != "summary"})
     cmdline = argv if argv is not None else sys.argv[1:]
