@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from scipy import signal
 
 from bench import signals
-from bench.metrics import active_mask
+from bench.metrics import active_mask, bs1770_channels
 
 PAL_RATE = 25.0 / 23.976  # audio of a 23.976 fps film played at 25 fps: 4.27 % fast
 NTSC_PAL = 23.976 / 25.0
@@ -249,7 +249,7 @@ def pal(y: np.ndarray, *, sr: int, seed: int = 0) -> Result:
 
 
 def _lufs(x: np.ndarray, sr: int) -> float:
-    return float(pyloudnorm.Meter(sr).integrated_loudness(x.T))
+    return float(pyloudnorm.Meter(sr).integrated_loudness(bs1770_channels(x).T))
 
 
 def quiet(y: np.ndarray, *, sr: int, target_lufs: float = -40.0, seed: int = 0) -> Result:

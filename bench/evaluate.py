@@ -19,7 +19,7 @@ believes. Definitions (all in docs/benchmarks.md):
 * ``precision`` / ``recall``: the actions a system ran against the actions of the known inverse.
 * ``acceptable`` (:func:`judge`): the truth's verdict on the output: SI-SDR >= 15 dB (or within
   3 dB of the oracle where even the oracle stays under that), |offset| <= 45 ms, no gaps,
-  loudness inside the window (1 LU of slack). The critic check asks whether the scorer's
+  loudness inside the window or within 1 LU of the clean original's. The critic check asks whether the scorer's
   ``passes(0.85)`` agrees with it.
 * SI-SDR of an offset case leaves out the shifted span (plus 50 ms) at both ends. Cases whose
   only faults are timing are judged on timing alone (see :func:`judge`).
@@ -160,7 +160,8 @@ def evaluate(case: Case, out: Output, *, in_metrics: dict[str, Any]) -> dict[str
     return row
 
 
-def judge(row: dict[str, Any], oracle_si_sdr: float | None, *, timing_only: bool = False) -> bool:
+def judge(row: dict[str, Any], oracle_si_sdr: float | None, *, timing_only: bool = False,
+          clean_lufs: float | None = None) -> bool:
     """The truth's verdict on an output. The SI-SDR bar is ACCEPT_SI_SDR_DB, or 3 dB under what
     the known inverse reaches when even that stays lower (a dropout refilled from context, a
     clipped peak, noise that no action removes whole): damage nobody can undo is not held
@@ -172,7 +173,12 @@ def judge(row: dict[str, Any], oracle_si_sdr: float | None, *, timing_only: bool
     timing_ok = (abs(row["offset_ms"]) <= ACCEPT_OFFSET_MS
                  and abs(row.get("offset_end_ms", 0.0)) <= ACCEPT_OFFSET_MS
                  and abs(row.get("pitch_cents", 0.0)) <= 20.0)
-    level_ok = row["gaps"] == 0 and (row["lu_outside"] is None or row["lu_outside"] <= 1.0)
+    # loudness inside the window, or where the clean original itself sits (a quiet film is
+    # not wrong for being as quiet as it was made)
+    level_ok = row["gaps"] == 0 and (
+        row["lu_outside"] is None or row["lu_outside"] <= 1.0
+        or (clean_lufs is not None and row["lufs_out"] is not None
+            and abs(row["lufs_out"] - clean_lufs) <= 1.0))
     if timing_only:
         return bool(timing_ok and level_ok)
     bar = ACCEPT_SI_SDR_DB if oracle_si_sdr is None else min(ACCEPT_SI_SDR_DB, oracle_si_sdr - 3.0)

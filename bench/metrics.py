@@ -137,9 +137,16 @@ def residual_offset_ms(
     return float(lag * 1000.0 / sr)
 
 
+def bs1770_channels(x: np.ndarray) -> np.ndarray:
+    """The channels BS.1770 weighs: 5.1 (FFmpeg order FL FR FC LFE SL SR) without its LFE, which
+    the standard leaves out; pyloudnorm then weighs L R C Ls Rs as the standard does."""
+    x = _2d(x)
+    return np.delete(x, 3, axis=0) if x.shape[0] == 6 else x
+
+
 def loudness_lufs(y: np.ndarray, *, sr: int) -> float:
     """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS via pyloudnorm; -inf for silence."""
-    data = _2d(y).T
+    data = bs1770_channels(y).T
     if data.shape[0] < int(0.4 * sr):
         raise ValueError(f"need at least 400 ms of audio for loudness, got {data.shape[0]} samples")
     return float(pyloudnorm.Meter(sr).integrated_loudness(data))

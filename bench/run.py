@@ -73,7 +73,8 @@ def run_case(size: str, seed: int, index: int, systems: tuple[str, ...], critic:
     oracle = entry["systems"].get("oracle", {}).get("si_sdr_out")
     timing_only = suite.fault_families(case) <= {"offset", "drift", "pal"}
     for row in entry["systems"].values():
-        row["acceptable"] = judge(row, oracle, timing_only=timing_only)
+        row["acceptable"] = judge(row, oracle, timing_only=timing_only,
+                                  clean_lufs=entry["input"]["lufs_clean"])
     return entry
 
 

@@ -119,12 +119,6 @@ def video_source(filename: str, source: str = "videos", content: str = "music") 
 
     path = media.path(source, filename)
     y, sr = av_media.load_audio(path)
-    if y.shape[0] == 6:
-        # 5.1 (FFmpeg order FL FR FC LFE SL SR) to stereo, ITU-R BS.775: the truth metrics
-        # (pyloudnorm) take at most five channels.
-        fl, fr, fc, _, sl, sr_ = y
-        g = 10 ** (-3 / 20)
-        y = np.stack([fl + g * fc + g * sl, fr + g * fc + g * sr_]) / (1 + 2 * g)
     frames = av_media.load_frames(path, fps=FPS, width=FRAME_W)
     return Source(f"video:{path.name}", "video", content, np.asarray(y, np.float64), sr, frames)
 
