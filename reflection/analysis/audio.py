@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -58,6 +59,10 @@ def _to_16k(mono: np.ndarray, sr: int) -> np.ndarray:
     return sps.resample_poly(mono, ANALYSIS_SR // g, int(sr) // g).astype(np.float32)
 
 
+@overload
+def db(x: np.ndarray) -> np.ndarray: ...
+@overload
+def db(x: float) -> float: ...
 def db(x: np.ndarray | float) -> np.ndarray | float:
     """Power ratio to dB with a floor at -120 dB."""
     return 10.0 * np.log10(np.maximum(x, EPS))
@@ -634,7 +639,7 @@ def analyze_audio(
     tick("classify")
 
     dropouts = [
-        Dropout(start_s=round(s, 4), end_s=round(e, 4), kind=k)  # type: ignore[arg-type]
+        Dropout(start_s=round(s, 4), end_s=round(e, 4), kind=k)
         for s, e, k in _dropouts(x, mono, sr, 10.0, 500.0, floor_db)
     ]
     peak = float(np.max(np.abs(x)))

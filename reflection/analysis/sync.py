@@ -153,8 +153,8 @@ def _motion_events(frames: FrameSet, dur_s: float) -> tuple[np.ndarray, np.ndarr
     from the first frame at or after it, so it happened somewhere between the two frames."""
     m = motion_energy(frames)
     t = np.asarray(frames.times_s, dtype=np.float64)
-    for i in scene_cuts(frames):  # a cut is not an event with a sound
-        m[i] = m[i - 1] if i > 0 else 0.0
+    for c in scene_cuts(frames):  # a cut is not an event with a sound
+        m[c] = m[c - 1] if c > 0 else 0.0
     if t.size < 3:
         return np.zeros(0), np.zeros(0)
     # how busy the shot is changes slowly; events are what stands out of it
@@ -268,7 +268,8 @@ def estimate_sync(
     if rate is not None:
         # the audio runs at another clock (onsets were mapped to video time): the delay is the
         # offset at t=0, given only when the events decide it
-        delay = round(glob.delay_ms + BIAS_MS, 1) if _decided(glob, peaks) else None
+        delay = (round(glob.delay_ms + BIAS_MS, 1)
+                 if glob is not None and _decided(glob, peaks) else None)
         return SyncFacts(
             verdict="drift",
             audio_delay_ms=delay,
