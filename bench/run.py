@@ -68,7 +68,10 @@ def run_case(size: str, seed: int, index: int, systems: tuple[str, ...], critic:
             row["agent_scores"] = out.scores
             row["accepted"] = out.accepted
         if critic and name in CRITIC_SYSTEMS and out.y is not None:
-            row["critic"] = critic_scores(ctx, out)
+            try:
+                row["critic"] = critic_scores(ctx, out)
+            except Exception as exc:  # a scorer failure is a result on this case, not a crash
+                row["critic_error"] = f"{type(exc).__name__}: {exc}"
         entry["systems"][name] = row
     oracle = entry["systems"].get("oracle", {}).get("si_sdr_out")
     timing_only = suite.fault_families(case) <= {"offset", "drift", "pal"}
