@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# The published tables: docs/benchmarks.md, docs/agent.md, docs/benchmarks/ (about 25 min on 2 cores).
+# The published tables: docs/benchmarks.md, docs/agent.md, docs/benchmarks/ (about 21 min on 2 cores).
 bench: setup media
 	$(VENV)/bin/avagent bench --size full --jobs 2
 
