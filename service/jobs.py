@@ -46,7 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from service.settings import Settings
@@ -198,6 +198,20 @@ _engines: dict[tuple[int, str], Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all`` checks, then creates: two processes starting on one new database (the API
+    and a worker) can both see no table and one then fails with "already exists". Checking
+    again settles it."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == attempts - 1:
+                raise
+            logger.info("tables created by another process meanwhile; checking again")
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL per process (a forked worker child gets its own)."""
     key = (os.getpid(), url)
@@ -211,7 +225,7 @@ def get_engine(url: str) -> Engine:
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
                 engine = create_engine(url, pool_pre_ping=True)
-            Base.metadata.create_all(engine)
+            _create_tables(engine)
             _engines[key] = engine
         return engine
 
