@@ -29,9 +29,10 @@ def validate_audio(y: object, *, sr: object = None, name: str = "y") -> np.ndarr
     >>> validate_audio([0.0, 0.5, -0.5]).shape
     (3,)
     """
-    if sr is not None:
-        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or int(sr) <= 0:
-            raise ParameterError(f"sr={sr!r} must be a positive integer in Hz")
+    if sr is not None and (
+        isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or int(sr) <= 0
+    ):
+        raise ParameterError(f"sr={sr!r} must be a positive integer in Hz")
     arr = np.asarray(y)
     if arr.ndim == 0:
         raise ParameterError(f"{name} must be an array shaped (..., n), got a scalar")
