@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-*; touch $@
 
 media: setup
-	$(PY) -m bench.media
+	$(PY) -m avagent.bench.media
 
 demo: setup media
-	$(PY) -m bench.demo
+	$(PY) -m avagent.bench.demo
 
 test: setup media
 	# The service tests start a real Redis (Debian redis-server); install it when missing.
@@ -41,7 +41,7 @@ bench: setup media
 	$(VENV)/bin/avagent bench --size full --jobs 2
 
 bench-actions: setup media
-	$(PY) -m bench.actions --out docs/actions.md
+	$(PY) -m avagent.bench.actions --out docs/actions.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

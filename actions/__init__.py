@@ -3,6 +3,6 @@
 Importing this package is cheap; each action's module is imported when it first runs.
 """
 
-from actions.registry import ACTIONS, ActionSpec, apply_action, get_action, plan_json_schema
+from avagent.actions.registry import ACTIONS, ActionSpec, apply_action, get_action, plan_json_schema
 
 __all__ = ["ACTIONS", "ActionSpec", "apply_action", "get_action", "plan_json_schema"]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from avagent.actions.base import ActionParams, parse_params
 
-from actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 from avagent.errors import ParameterError
 
@@ -60,64 +60,64 @@ ACTIONS: dict[str, ActionSpec] = {
             "spectral_subtraction",
             "noise",
             "Subtract an estimated stationary noise spectrum (hiss, fan, steady hum-free noise).",
-            "actions.spectral_subtraction:spectral_subtraction",
-            "actions.spectral_subtraction:SpectralSubtractionParams",
+            "avagent.actions.spectral_subtraction:spectral_subtraction",
+            "avagent.actions.spectral_subtraction:SpectralSubtractionParams",
         ),
         ActionSpec(
             "wiener",
             "noise",
             "STFT Wiener filter with decision-directed a-priori SNR; gentle on speech.",
-            "actions.wiener:wiener",
-            "actions.wiener:WienerParams",
+            "avagent.actions.wiener:wiener",
+            "avagent.actions.wiener:WienerParams",
         ),
         ActionSpec(
             "wavelet_denoise",
             "noise",
             "Wavelet shrinkage (BayesShrink/VisuShrink) against broadband white-ish noise.",
-            "actions.wavelet:wavelet_denoise",
-            "actions.wavelet:WaveletDenoiseParams",
+            "avagent.actions.wavelet:wavelet_denoise",
+            "avagent.actions.wavelet:WaveletDenoiseParams",
         ),
         ActionSpec(
             "spectral_gating",
             "noise",
             "Spectral gate (noisereduce's algorithm on our STFT), stationary or not (wind, crowd).",
-            "actions.spectral_gating:spectral_gating",
-            "actions.spectral_gating:SpectralGatingParams",
+            "avagent.actions.spectral_gating:spectral_gating",
+            "avagent.actions.spectral_gating:SpectralGatingParams",
         ),
         ActionSpec(
             "remove_hum",
             "noise",
             "Remove mains hum at 50/60 Hz and harmonics (tracked sinusoids); frequency found automatically.",
-            "actions.hum:remove_hum",
-            "actions.hum:RemoveHumParams",
+            "avagent.actions.hum:remove_hum",
+            "avagent.actions.hum:RemoveHumParams",
         ),
         ActionSpec(
             "speed",
             "coordination",
             "Shift audio in time (offset_ms > 0 delays it) and change its rate (drift, PAL).",
-            "actions.speed:speed",
-            "actions.speed:SpeedParams",
+            "avagent.actions.speed:speed",
+            "avagent.actions.speed:SpeedParams",
         ),
         ActionSpec(
             "pitch",
             "coordination",
             "Shift pitch by semitones without changing duration (-0.72 undoes a PAL pitch rise).",
-            "actions.pitch:pitch",
-            "actions.pitch:PitchParams",
+            "avagent.actions.pitch:pitch",
+            "avagent.actions.pitch:PitchParams",
         ),
         ActionSpec(
             "volume",
             "coordination",
             "Bring loudness to target_lufs under a true-peak ceiling, or apply gain_db.",
-            "actions.volume:volume",
-            "actions.volume:VolumeParams",
+            "avagent.actions.volume:volume",
+            "avagent.actions.volume:VolumeParams",
         ),
         ActionSpec(
             "fill_blanks",
             "coordination",
             "Find dropouts (10-500 ms gaps inside sound) and fill them from context.",
-            "actions.fill_blanks:fill_blanks",
-            "actions.fill_blanks:FillBlanksParams",
+            "avagent.actions.fill_blanks:fill_blanks",
+            "avagent.actions.fill_blanks:FillBlanksParams",
         ),
     )
 }

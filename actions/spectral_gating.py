@@ -3,8 +3,8 @@
 noisereduce itself is not called: its numpy path runs scipy's float64 STFT one channel at a time
 (too slow for 50x real time on one core), learns its stationary threshold from the whole clip and
 dims the mask at the clip edges when it smooths it (zero padding). The same gate here runs on
-:mod:`actions._dsp` for all channels at once, pads the mask by edge values before smoothing,
-caps the stationary threshold by the model noise floor of :func:`actions._dsp.noise_psd` (which is
+:mod:`avagent.dsp` for all channels at once, pads the mask by edge values before smoothing,
+caps the stationary threshold by the model noise floor of :func:`avagent.dsp.noise_psd` (which is
 zero where no stationary floor exists: clean music is left alone) and limits the attenuation to
 ``floor_db``.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from avagent.actions.base import ActionParams
 from pydantic import Field
 from scipy.ndimage import convolve1d
 from scipy.signal import filtfilt
 
-from actions._dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
-from actions.base import ActionParams
+from avagent.dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def spectral_gating(
     every bin with its own smoothed level over ``time_constant_s``. The gate is smoothed over
     ``freq_mask_smooth_hz`` and ``time_mask_smooth_ms``. The stationary statistics come from the
     quietest 15 % of frames (noise alone in pauses, the floor in continuous music), capped by
-    the threshold Gaussian noise of the :func:`actions._dsp.noise_psd` floor would have; that
+    the threshold Gaussian noise of the :func:`avagent.dsp.noise_psd` floor would have; that
     floor is zero where the clip shows no stationary noise, so clean music passes untouched.
 
     Parameters
@@ -147,7 +147,7 @@ def _gate_stationary(P: np.ndarray, n_fft: int, sr: int, n_std: float) -> np.nda
 
     noisereduce measures the mean and std of every bin's dB level on a noise clip (by default
     the whole signal, whose music or speech pushes the threshold far into the signal). Here the
-    noise is the stationary floor of :func:`actions._dsp.noise_psd` (with its stationarity
+    noise is the stationary floor of :func:`avagent.dsp.noise_psd` (with its stationarity
     confidence: no floor, no gate), and the dB statistics are those of Gaussian noise of that
     power: an STFT bin's power is exponential, so its dB level has mean ``10 log10 N - 2.51`` and
     std 5.57 dB.

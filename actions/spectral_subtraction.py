@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from avagent.actions.base import ActionParams
 from pydantic import Field
 
-from actions._dsp import (
+from avagent.audio import validate_audio
+from avagent.dsp import (
     fft_size,
     from_rows,
     istft,
@@ -17,8 +19,6 @@ from actions._dsp import (
     stft,
     to_rows,
 )
-from actions.base import ActionParams
-from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)
 

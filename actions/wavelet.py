@@ -6,10 +6,11 @@ import logging
 from typing import Literal
 
 import numpy as np
+from avagent.actions.base import ActionParams
 from pydantic import Field
 from scipy.ndimage import uniform_filter1d
 
-from actions._dsp import (
+from avagent.dsp import (
     _RATIO_NO_NOISE,
     _RATIO_NOISE,
     fft_size,
@@ -19,7 +20,6 @@ from actions._dsp import (
     stft,
     to_rows,
 )
-from actions.base import ActionParams
 
 logger = logging.getLogger(__name__)
 

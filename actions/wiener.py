@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from avagent.actions.base import ActionParams
 from pydantic import Field
 
-from actions._dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
-from actions.base import ActionParams
+from avagent.dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def wiener(
     """Denoise ``y`` with a Wiener gain driven by a decision-directed a-priori SNR.
 
     The noise power per bin is the bias-corrected low percentile over time of the smoothed power
-    (see :func:`actions._dsp.noise_psd`). Per frame, the a-priori SNR is
+    (see :func:`avagent.dsp.noise_psd`). Per frame, the a-priori SNR is
     ``xi = a * G_prev**2 * gamma_prev + (1 - a) * max(gamma - 1, 0)`` (Ephraim & Malah 1984),
     and the gain is ``xi / (1 + xi)``; the recursion smooths the SNR over time, which keeps the
     residual noise free of isolated tonal bursts.

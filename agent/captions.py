@@ -6,7 +6,7 @@ reading both sees a mismatch the way a person comparing two descriptions would.
 
 from __future__ import annotations
 
-from reflection.facts import AudioFacts, NoiseKind, SyncFacts, VideoFacts
+from avagent.perception.facts import AudioFacts, NoiseKind, SyncFacts, VideoFacts
 
 _NOISE_WORDS = {
     NoiseKind.BROADBAND: "steady broadband hiss",

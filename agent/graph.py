@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from avagent.actions import apply_action
+from avagent.agent.captions import audio_caption, video_caption
+from avagent.agent.state import AgentContext, AgentState, Plan, Round, Step
+from avagent.perception.facts import Facts
+from avagent.perception.frames import FrameSet
+from avagent.reflection.scorers import Scores
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from actions import apply_action
-from agent.captions import audio_caption, video_caption
-from agent.state import AgentContext, AgentState, Plan, Round, Step
 from avagent.errors import AvagentError
-from reflection.facts import Facts
-from reflection.frames import FrameSet
-from reflection.scorers import Scores
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     if ctx.perceive is not None:
         perceive_fn = ctx.perceive
     else:
-        from agent.perceive import perceive as perceive_fn
+        from avagent.agent.perceive import perceive as perceive_fn
     y, sr = state["audio"], state["sr"]
     facts: Facts = perceive_fn(
         y, sr=sr, frames=state.get("frames"), audio_duration_s=y.shape[-1] / sr
@@ -73,7 +73,7 @@ def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     try:
         new_plan = ctx.planner.plan(state["facts"], state["captions"], history)
     except AvagentError as exc:
-        from agent.planner import RulePlanner
+        from avagent.agent.planner import RulePlanner
 
         logger.warning("[%s] planner %s failed (%s); using rules", ctx.job_id, ctx.planner.name, exc)
         new_plan = RulePlanner().plan(state["facts"], state["captions"], history)

@@ -16,13 +16,13 @@ import logging
 from typing import Any, Protocol
 
 import numpy as np
+from avagent.actions import ACTIONS, get_action
+from avagent.actions.base import parse_params
+from avagent.agent.state import Plan, Round, Step
+from avagent.perception.facts import Facts, NoiseKind
+from avagent.reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
-from actions import ACTIONS, get_action
-from actions.base import parse_params
-from agent.state import Plan, Round, Step
 from avagent.errors import AvagentError, ParameterError
-from reflection.facts import Facts, NoiseKind
-from reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
 logger = logging.getLogger(__name__)
 
@@ -280,9 +280,9 @@ class NonePlanner:
 
 # name -> "module:Class"; heavy planners (LLM) import lazily.
 PLANNERS: dict[str, str] = {
-    "rules": "agent.planner:RulePlanner",
-    "random": "agent.planner:RandomPlanner",
-    "none": "agent.planner:NonePlanner",
+    "rules": "avagent.agent.planner:RulePlanner",
+    "random": "avagent.agent.planner:RandomPlanner",
+    "none": "avagent.agent.planner:NonePlanner",
 }
 
 

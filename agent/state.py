@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import numpy as np
+from avagent.perception.facts import Facts
+from avagent.perception.frames import FrameSet
+from avagent.reflection.scorers import Scores
 from pydantic import BaseModel, Field
 
-from reflection.facts import Facts
-from reflection.frames import FrameSet
-from reflection.scorers import Scores
-
 if TYPE_CHECKING:  # only for type checkers: keeps planner imports lazy at run time
-    from agent.planner import Planner
-    from reflection.scorers import Scorer
+    from avagent.agent.planner import Planner
+    from avagent.reflection.scorers import Scorer
 
 __all__ = ["AgentContext", "AgentState", "Plan", "Round", "Scores", "Step"]
 

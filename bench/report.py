@@ -1,4 +1,4 @@
-"""Render a benchmark run (the JSON of :func:`bench.run.run_bench`) as markdown, JSON and plots.
+"""Render a benchmark run (the JSON of :func:`avagent.bench.run.run_bench`) as markdown, JSON and plots.
 
 ``write_report`` writes ``OUT/cases.json`` (every case, every system), ``OUT/*.png`` and the
 markdown page (``docs/benchmarks.md``); ``render_agent`` renders the agent's own page

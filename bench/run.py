@@ -1,7 +1,7 @@
 """Run the benchmark: every system on every case of a suite, metrics against the clean truth.
 
-``avagent bench --size small|full`` (see :mod:`service.commands.bench`) calls :func:`run_bench`
-and then :mod:`bench.report`. The JSON it returns holds every case and every system's row, so a
+``avagent bench --size small|full`` (see :mod:`avagent.service.commands.bench`) calls :func:`run_bench`
+and then :mod:`avagent.bench.report`. The JSON it returns holds every case and every system's row, so a
 report can be re-rendered without re-running (``avagent bench --from-json``).
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import suite
-from bench.evaluate import critic_check, critic_scores, evaluate, input_metrics, judge
-from bench.systems import DEFAULT_SYSTEMS, CaseContext, available, run_system
+from avagent.bench import suite
+from avagent.bench.evaluate import critic_check, critic_scores, evaluate, input_metrics, judge
+from avagent.bench.systems import DEFAULT_SYSTEMS, CaseContext, available, run_system
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 clips (2 s cuts of real recordings); we measure submit latency (p50/p95), jobs per minute with
 1 and 2 workers side by side in one run, and the memory (RSS) of each worker and of the API.
 
-    python -m bench.service_load                      # 50 clients, 2 jobs each, 1 then 2 workers
-    python -m bench.service_load --clients 20 --jobs-per-client 1 --workers 1,2,4
+    python -m avagent.bench.service_load                      # 50 clients, 2 jobs each, 1 then 2 workers
+    python -m avagent.bench.service_load --clients 20 --jobs-per-client 1 --workers 1,2,4
 
 Each worker runs one job at a time (``--concurrency 1``), so "2 workers" means two processes
 that can use two cores; on a 2-core machine the API and the clients share those cores, so the
@@ -27,11 +27,10 @@ from typing import Any
 
 import httpx
 import numpy as np
+from avagent.bench import media as bench_media
+from avagent.bench.service_stack import REPO, Stack, replace_section, wait_jobs
 
-from bench import media as bench_media
-from bench.service_stack import REPO, Stack, replace_section, wait_jobs
-
-logger = logging.getLogger("bench.service_load")
+logger = logging.getLogger("avagent.bench.service_load")
 
 SOURCES = [("lugaru", "Wind.ogg"), ("lugaru", "DesertAmbient.ogg"), ("lugaru", "Fire.ogg"),
            ("lugaru", "Music2.ogg"), ("speech", "Front_Center.wav"), ("speech", "Noise.wav")]
@@ -40,8 +39,7 @@ SOURCES = [("lugaru", "Wind.ogg"), ("lugaru", "DesertAmbient.ogg"), ("lugaru", "
 def make_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:
     """``n`` WAV clips of ``seconds`` cut from real recordings (speech is padded by repetition)."""
     import soundfile
-
-    from service import media
+    from avagent.service import media
 
     folder.mkdir(parents=True, exist_ok=True)
     clips: list[Path] = []
@@ -160,7 +158,7 @@ def _post(client: httpx.Client, clip: Path) -> tuple[float, str]:
 
 
 def markdown(rows: list[dict[str, Any]], argv: list[str], clip_s: float) -> str:
-    out = [f"Measured with `python -m bench.service_load {' '.join(argv)}`".rstrip() +
+    out = [f"Measured with `python -m avagent.bench.service_load {' '.join(argv)}`".rstrip() +
            f" on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}: {rows[0]['clients']} "
            f"concurrent clients, {rows[0]['jobs']} jobs of {clip_s:g} s real-recording WAV cuts "
            f"(`max_rounds=2`), {rows[0]['broker']} broker, each worker `--concurrency 1`.", "",

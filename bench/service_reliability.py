@@ -8,8 +8,8 @@
 3. ``bad``: bad input gets a clear 4xx or a failed job with a reason, never a 5xx.
 4. ``fuzz``: schemathesis against the live OpenAPI, checking ``not_a_server_error``.
 
-    python -m bench.service_reliability                  # everything, writes docs/service.md
-    python -m bench.service_reliability --only kill,bad  # a part
+    python -m avagent.bench.service_reliability                  # everything, writes docs/service.md
+    python -m avagent.bench.service_reliability --only kill,bad  # a part
 
 Numbers go between the ``reliability-<part>`` markers of ``docs/service.md`` and to ``--json``.
 """
@@ -32,9 +32,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-
-from bench import media as bench_media
-from bench.service_stack import (
+from avagent.bench import media as bench_media
+from avagent.bench.service_stack import (
     REPO,
     Stack,
     children,
@@ -44,7 +43,7 @@ from bench.service_stack import (
     wait_jobs,
 )
 
-logger = logging.getLogger("bench.service_reliability")
+logger = logging.getLogger("avagent.bench.service_reliability")
 
 PARTS = ("kill", "restart", "bad", "fuzz")
 FIVE_XX = re.compile(r'" 5\d\d ')  # uvicorn access log: "GET /path HTTP/1.1" 500 ...
@@ -71,8 +70,8 @@ def _wait_state(client: httpx.Client, jid: str, want: str, timeout_s: float,
 
 def _outputs_intact(client: httpx.Client, job: dict[str, Any], store_root: Path) -> bool:
     """Downloaded outputs decode and match the checksums the worker recorded."""
-    from service.jobs import JobStore
-    from service.settings import Settings
+    from avagent.service.jobs import JobStore
+    from avagent.service.settings import Settings
 
     rec = JobStore.from_settings(Settings(cache_dir=store_root)).get_job(job["id"])
     if rec is None:
@@ -195,7 +194,7 @@ def restart_scenario(root: Path, clips: list[Path], broker: str, n_jobs: int) ->
 
 
 def _queue_len(stack: Stack) -> int:
-    from service.settings import Settings
+    from avagent.service.settings import Settings
 
     s = Settings(**stack.values)
     if stack.values.get("broker_url", "").startswith("redis"):
@@ -244,9 +243,9 @@ def _bad_files(folder: Path, video: Path) -> dict[str, Path]:
 
 
 def bad_input_scenario(root: Path, video: Path) -> list[dict[str, Any]]:
-    from service.auth import create_key
-    from service.jobs import JobStore
-    from service.settings import Settings
+    from avagent.service.auth import create_key
+    from avagent.service.jobs import JobStore
+    from avagent.service.settings import Settings
 
     rows: list[dict[str, Any]] = []
     with Stack(root, {"max_upload_mb": 2, "job_stale_s": 10}) as stack:
@@ -369,9 +368,9 @@ def _seed_real_ids(stack: Stack, key: str, video: Path) -> dict[str, list[str]]:
 
 
 def fuzz_scenario(root: Path, max_examples: int, max_time_s: int, video: Path) -> dict[str, Any]:
-    from service.auth import create_key
-    from service.jobs import JobStore
-    from service.settings import Settings
+    from avagent.service.auth import create_key
+    from avagent.service.jobs import JobStore
+    from avagent.service.settings import Settings
 
     exe = Path(sys.executable).with_name("schemathesis")
     if not exe.exists():
@@ -453,7 +452,7 @@ def _answers_on(api_log: str, ids: list[str]) -> dict[str, int]:
 
 # -- report --------------------------------------------------------------------------------------
 def markdown(results: dict[str, Any], argv: list[str]) -> str:
-    out = [f"Measured with `python -m bench.service_reliability {' '.join(argv)}`".rstrip() +
+    out = [f"Measured with `python -m avagent.bench.service_reliability {' '.join(argv)}`".rstrip() +
            f" on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}.", ""]
     if "kill" in results:
         out += ["**Worker killed with SIGKILL mid-job** (a 5.6 s real video, `max_rounds=3`, killed once "

@@ -1,7 +1,7 @@
 """Real service processes on 127.0.0.1 for the service benchmarks: an API (``avagent serve
 --no-worker``), ``avagent worker`` processes and a Redis server, all under one temporary folder,
-each stopped with bounded waits. Used by :mod:`bench.service_reliability` and
-:mod:`bench.service_load`; nothing here is mocked.
+each stopped with bounded waits. Used by :mod:`avagent.bench.service_reliability` and
+:mod:`avagent.bench.service_load`; nothing here is mocked.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class Stack:
 
     def start_api(self) -> None:
         self.api_port = self.api_port or free_port()
-        self.api = self._spawn("api", [sys.executable, "-m", "service.cli", "serve", "--no-worker",
+        self.api = self._spawn("api", [sys.executable, "-m", "avagent.service.cli", "serve", "--no-worker",
                                        "--port", str(self.api_port)])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -178,7 +178,7 @@ class Stack:
         (one per core, which oversubscribes the cores once several workers run)."""
         name = name or f"worker{len(self.workers) + 1}"
         extra = {v: str(threads) for v in THREAD_VARS} if threads else None
-        w = self._spawn(name, [sys.executable, "-m", "service.cli", "worker", "--concurrency",
+        w = self._spawn(name, [sys.executable, "-m", "avagent.service.cli", "worker", "--concurrency",
                                str(concurrency), "--queues", queues, "--loglevel", "INFO"], extra)
         deadline = time.monotonic() + ready_timeout_s
         while " ready." not in w.text():

@@ -1,6 +1,6 @@
 """Clean sources and noises for the benchmarks: real recordings at 48 kHz, shaped ``(channels, n)``.
 
-Everything here is read from the media cache (:mod:`bench.media`), resampled with soxr and cut
+Everything here is read from the media cache (:mod:`avagent.bench.media`), resampled with soxr and cut
 deterministically from a ``seed``. Nothing is synthesised except the textbook noises (white, pink,
 brown) and mains hum, which are seeded too.
 
@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
-
-from bench import media
+from avagent.bench import media
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ times (a) decoding: probe, audio decode, sampled frames — what any tool must d
 ``repair_file``: decode, the loop, writing the WAV, the remuxed video and the report. Each is
 the median of ``runs`` runs after one warm-up.
 
-Run alone: ``python -m bench.speed`` (prints the JSON).
+Run alone: ``python -m avagent.bench.speed`` (prints the JSON).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import media
+from avagent.bench import media
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -42,7 +42,7 @@ def clip_720p(seconds: float = 10.0) -> Path:
         vs = inp.streams.video[0]
         frames = [f.to_ndarray(format="rgb24") for f in inp.decode(vs)]
         fps = float(vs.average_rate or 25)
-    from service import media as av_media
+    from avagent.service import media as av_media
 
     y, sr = av_media.load_audio(src)
     n_frames = round(seconds * fps)
@@ -81,11 +81,10 @@ def _child(path: str, runs: int) -> dict[str, Any]:
     import time
 
     import numpy as np
-
-    from bench import corrupt
-    from service import media as av_media
-    from service.pipeline import RepairOptions, repair_file
-    from service.settings import get_settings
+    from avagent.bench import corrupt
+    from avagent.service import media as av_media
+    from avagent.service.pipeline import RepairOptions, repair_file
+    from avagent.service.settings import get_settings
 
     settings = get_settings()
     work = Path(tempfile.mkdtemp(prefix="avagent-speed-"))
@@ -143,7 +142,7 @@ def measure(runs: int = 3) -> dict[str, Any]:
         f"decoding its audio and sampled frames takes {res['decode_s']:.2f} s; the full repair "
         f"({res['rounds']} round(s): {res['plan']}) takes {res['repair_s']:.2f} s, "
         f"**{res['ratio']:.2f}×** the decode and **{res['rtf']:.1f}×** real time. "
-        f"Stages of the last run: {stages}. Reproduce: `python -m bench.speed`."
+        f"Stages of the last run: {stages}. Reproduce: `python -m avagent.bench.speed`."
     )
     return res
 

@@ -10,7 +10,7 @@ Two kinds of clean source:
   decidable in principle; how often perception can decide them is what the benchmark shows.
 
 A case is one source with one fault (or a mixture, or nothing: the controls) drawn with
-:mod:`bench.corrupt`. Everything is seeded: the same ``size`` and ``seed`` give bit-identical
+:mod:`avagent.bench.corrupt`. Everything is seeded: the same ``size`` and ``seed`` give bit-identical
 corrupted audio and equal truth records (see :func:`case_digest`).
 """
 
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from bench import corrupt, media, signals
-from reflection.frames import FrameSet
+from avagent.bench import corrupt, media, signals
+from avagent.perception.frames import FrameSet
 
 SR = signals.SR
 FPS = 12.5  # the rate perception samples real videos at (Settings.frame_rate_hz)
@@ -115,7 +114,7 @@ def _normalise(y: np.ndarray, sr: int, lufs: float = -23.0) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def video_source(filename: str, source: str = "videos", content: str = "music") -> Source:
-    from service import media as av_media
+    from avagent.service import media as av_media
 
     path = media.path(source, filename)
     y, sr = av_media.load_audio(path)

@@ -1,13 +1,13 @@
-"""Acceptance protocol for the audio-visual sync estimator (``python -m bench.sync_check``).
+"""Acceptance protocol for the audio-visual sync estimator (``python -m avagent.bench.sync_check``).
 
 Every benchmark source with a picture gets every planted offset in :data:`DELAYS_MS`, a clock
-drift (rate 1.002) and a PAL speed-up, and :func:`reflection.analysis.sync.estimate_sync` is
+drift (rate 1.002) and a PAL speed-up, and :func:`avagent.perception.sync.estimate_sync` is
 scored against the truth:
 
 * **decided**: verdict ``offset`` or ``in_sync`` with a delay;
 * **correct**: decided with ``|estimate - truth| <= 40 ms``;
 * **confidently wrong**: decided with ``|error| > 80 ms`` and ``confidence >= 0.3`` (the rule
-  planner acts at confidence 0.3 and shifts |delay| >= 40 ms, see ``agent.planner``).
+  planner acts at confidence 0.3 and shifts |delay| >= 40 ms, see ``avagent.agent.planner``).
 
 For drift the truth delay is the mean offset over the clip (the sound runs ahead by
 ``(1 - 1/rate)`` of the elapsed time: -8 ms on 8 s at 1.002); for PAL the right answer is the
@@ -31,10 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from bench import corrupt, suite
-from reflection.analysis.sync import estimate_sync
-from reflection.frames import FrameSet
+from avagent.bench import corrupt, suite
+from avagent.perception.frames import FrameSet
+from avagent.perception.sync import estimate_sync
 
 DELAYS_MS = (-800.0, -450.0, -300.0, -120.0, 0.0, 120.0, 300.0, 450.0, 800.0)
 DRIFT_RATE = 1.002

@@ -3,7 +3,7 @@
 * ``none``: the input as it is (what doing nothing scores).
 * one entry per action of the table, alone, with its default parameters (``volume`` normalises
   to the rule planner's delivery target, since it has no default target).
-* peers a user would pick instead (:mod:`bench.peers`): noisereduce, RNNoise, DeepFilterNet3.
+* peers a user would pick instead (:mod:`avagent.bench.peers`): noisereduce, RNNoise, DeepFilterNet3.
 * agents: the full loop (perceive → plan → act → reflect) with the ``random`` planner (the
   paper's baseline), the ``rules`` planner, and the LLM planner when one is configured.
 * ``oracle``: the known inverse of the fault from the truth record (the ceiling).
@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from bench.suite import Case
+from avagent.bench.suite import Case
 
 DENOISE_ACTIONS = ("spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating")
 SINGLE_ACTIONS: dict[str, dict[str, Any]] = {
@@ -57,7 +56,7 @@ class CaseContext:
 
     def facts(self) -> Any:
         if self._facts is None:
-            from agent.perceive import perceive
+            from avagent.agent.perceive import perceive
 
             t0 = time.perf_counter()
             c = self.case
@@ -69,7 +68,7 @@ class CaseContext:
 
 def _action(name: str, params: dict[str, Any]) -> Callable[[CaseContext], Output]:
     def run(ctx: CaseContext) -> Output:
-        from actions import apply_action
+        from avagent.actions import apply_action
 
         t0 = time.perf_counter()
         y = apply_action(name, ctx.case.y, sr=ctx.case.sr, **params)
@@ -80,7 +79,7 @@ def _action(name: str, params: dict[str, Any]) -> Callable[[CaseContext], Output
 
 def _peer(name: str) -> Callable[[CaseContext], Output]:
     def run(ctx: CaseContext) -> Output:
-        from bench.peers import run_peer
+        from avagent.bench.peers import run_peer
 
         t0 = time.perf_counter()
         y = run_peer(name, ctx.case.y, sr=ctx.case.sr)
@@ -94,7 +93,7 @@ def _none(ctx: CaseContext) -> Output:
 
 
 def _oracle(ctx: CaseContext) -> Output:
-    from actions import apply_action
+    from avagent.actions import apply_action
 
     t0 = time.perf_counter()
     y = ctx.case.y
@@ -114,10 +113,10 @@ def _truth_spans(case: Case) -> list[tuple[float, float]]:
 
 def _agent(planner_name: str) -> Callable[[CaseContext], Output]:
     def run(ctx: CaseContext) -> Output:
-        from agent.graph import run_agent
-        from agent.planner import get_planner
-        from agent.state import AgentContext
-        from reflection.scorers import get_scorer
+        from avagent.agent.graph import run_agent
+        from avagent.agent.planner import get_planner
+        from avagent.agent.state import AgentContext
+        from avagent.reflection.scorers import get_scorer
 
         facts = ctx.facts()  # measured once per case, outside the timing; added back below
         context = AgentContext(
@@ -157,7 +156,7 @@ def available(names: tuple[str, ...] | list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     peer_reasons: dict[str, str | None] = {}
     if any(n in PEERS for n in names):
-        from bench.peers import peer_status
+        from avagent.bench.peers import peer_status
 
         peer_reasons = peer_status()
     for n in names:

@@ -26,11 +26,11 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
+from avagent.perception.facts import AudioFacts, Facts, SyncFacts
+from avagent.perception.frames import FrameSet
 from pydantic import BaseModel, Field
 
 from avagent.errors import ParameterError
-from reflection.facts import AudioFacts, Facts, SyncFacts
-from reflection.frames import FrameSet
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
 # Loudness a careful listener accepts without correction (the rule planner acts outside it).
@@ -133,12 +133,12 @@ class EmbeddedScorer:
         before: Facts,
         timing_changed: bool,
     ) -> tuple[Scores, Facts]:
-        from reflection.analysis.audio import analyze_audio
+        from avagent.perception.audio import analyze_audio
 
         audio = analyze_audio(y, sr=sr, speech_quality=False)  # alignment never reads it
         sync = before.sync
         if frames is not None and timing_changed:
-            from reflection.analysis.sync import estimate_sync
+            from avagent.perception.sync import estimate_sync
 
             sync = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
         facts = Facts(audio=audio, video=before.video, sync=sync)
@@ -154,7 +154,7 @@ def _rounded(d: dict[str, float]) -> dict[str, float]:
 
 
 SCORERS: dict[str, str] = {
-    "embedded": "reflection.scorers:EmbeddedScorer",
+    "embedded": "avagent.reflection.scorers:EmbeddedScorer",
 }
 
 

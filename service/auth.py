@@ -25,8 +25,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from service.jobs import ANONYMOUS, ApiKey, JobStore
-from service.settings import Settings
+from avagent.service.jobs import ANONYMOUS, ApiKey, JobStore
+from avagent.service.settings import Settings
 
 PREFIX = "avk"
 

@@ -18,14 +18,14 @@ from avagent.errors import AvagentError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "actions": ("service.commands.actions", "print the table of repair actions"),
-    "apply": ("service.commands.apply", "run one action on an audio or video file"),
-    "analyze": ("service.commands.analyze", "print what perception finds in a file, as JSON"),
-    "repair": ("service.commands.repair", "repair the sound of videos and audio files"),
-    "bench": ("service.commands.bench", "measure every system against the clean truth"),
-    "serve": ("service.commands.serve", "run the HTTP API (and a worker) on this machine"),
-    "worker": ("service.commands.worker", "run a queue worker that repairs submitted jobs"),
-    "keys": ("service.commands.keys", "create, list and revoke API keys"),
+    "actions": ("avagent.service.commands.actions", "print the table of repair actions"),
+    "apply": ("avagent.service.commands.apply", "run one action on an audio or video file"),
+    "analyze": ("avagent.service.commands.analyze", "print what perception finds in a file, as JSON"),
+    "repair": ("avagent.service.commands.repair", "repair the sound of videos and audio files"),
+    "bench": ("avagent.service.commands.bench", "measure every system against the clean truth"),
+    "serve": ("avagent.service.commands.serve", "run the HTTP API (and a worker) on this machine"),
+    "worker": ("avagent.service.commands.worker", "run a queue worker that repairs submitted jobs"),
+    "keys": ("avagent.service.commands.keys", "create, list and revoke API keys"),
 }
 
 

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from avagent.service.settings import Settings
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -48,8 +49,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-
-from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

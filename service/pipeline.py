@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from avagent.service.settings import Settings, get_settings
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class RepairOptions:
     outputs: tuple[str, ...] = OUTPUT_KINDS
 
     def check(self) -> None:
-        from agent.planner import PLANNERS
+        from avagent.agent.planner import PLANNERS
 
         if self.planner not in PLANNERS:
             raise ParameterError(
@@ -63,9 +63,9 @@ def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, P
 
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
-    from agent.captions import audio_caption, video_caption
-    from agent.perceive import perceive
-    from service import media
+    from avagent.agent.captions import audio_caption, video_caption
+    from avagent.agent.perceive import perceive
+    from avagent.service import media
 
     settings = settings or get_settings()
     path = Path(path)
@@ -102,11 +102,11 @@ def repair_file(
     Raises :class:`MediaError` for unreadable media and :class:`ParameterError` for bad options.
     Nothing is written unless the repair succeeds, and every file is written atomically.
     """
-    from agent.graph import run_agent
-    from agent.planner import get_planner
-    from agent.state import AgentContext
-    from reflection.scorers import get_scorer
-    from service import media
+    from avagent.agent.graph import run_agent
+    from avagent.agent.planner import get_planner
+    from avagent.agent.state import AgentContext
+    from avagent.reflection.scorers import get_scorer
+    from avagent.service import media
 
     settings = settings or get_settings()
     options = options or RepairOptions(

@@ -2,7 +2,7 @@
 
 Delivery guarantees. Tasks are acknowledged late (after they finish) and rejected back to the
 queue when their worker process dies, one message at a time per process (prefetch 1). A task
-only *claims* its job in the database (see :mod:`service.jobs`), so a message delivered twice
+only *claims* its job in the database (see :mod:`avagent.service.jobs`), so a message delivered twice
 runs the job at most once at a time and does nothing once the job is finished. Outputs are
 written to fixed names atomically, so a job that runs again after a crash writes the same
 files again. While a job runs, a heartbeat thread refreshes it every few seconds; each worker's
@@ -37,12 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, signals
-from celery.exceptions import SoftTimeLimitExceeded
-
-from avagent.errors import AvagentError, BackendError, MediaError, ParameterError
-from service import storage as st
-from service.jobs import (
+from avagent.service import storage as st
+from avagent.service.jobs import (
     ACTIVE,
     FAILED,
     QUEUED,
@@ -54,7 +50,11 @@ from service.jobs import (
     new_id,
     utcnow,
 )
-from service.settings import Settings, get_settings
+from avagent.service.settings import Settings, get_settings
+from celery import Celery, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from avagent.errors import AvagentError, BackendError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def repair_job(self: Any, job_id: str) -> str:
 
 
 def _run_job(ctx: _Context, job: Job, worker: str, hb: _Heartbeat) -> None:
-    from service.pipeline import RepairOptions, repair_file
+    from avagent.service.pipeline import RepairOptions, repair_file
 
     store, storage = ctx.store, ctx.storage
     last_t, last_stage = [0.0], [""]

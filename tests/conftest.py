@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench import media
+from avagent.bench import media
 
 
 @pytest.fixture

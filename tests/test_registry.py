@@ -1,7 +1,7 @@
 import pytest
+from avagent.actions import ACTIONS, get_action, plan_json_schema
+from avagent.actions.base import ActionParams, parse_params
 
-from actions import ACTIONS, get_action, plan_json_schema
-from actions.base import ActionParams, parse_params
 from avagent.errors import ParameterError
 
 

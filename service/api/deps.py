@@ -1,6 +1,6 @@
 """Request dependencies as typed aliases (``StoreDep``, ``CallerDep``, ...).
 
-Everything lives on ``app.state`` (built once by :func:`service.api.create_app`), so two apps
+Everything lives on ``app.state`` (built once by :func:`avagent.service.api.create_app`), so two apps
 with different settings can run side by side in one process (the tests do).
 """
 
@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
+from avagent.service.auth import AuthError, Caller, RateLimiter, authenticate
+from avagent.service.jobs import JobStore
+from avagent.service.settings import Settings
+from avagent.service.storage import Storage
 from celery import Celery
 from fastapi import Depends, Header, HTTPException, Request
-
-from service.auth import AuthError, Caller, RateLimiter, authenticate
-from service.jobs import JobStore
-from service.settings import Settings
-from service.storage import Storage
 
 
 def _settings(request: Request) -> Settings:

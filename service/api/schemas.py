@@ -33,7 +33,7 @@ class RepairOptionsIn(BaseModel):
     def _known_planner(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from agent.planner import PLANNERS
+        from avagent.agent.planner import PLANNERS
 
         if v not in PLANNERS:
             raise ValueError(f"planner={v!r} is unknown; valid planners: {', '.join(PLANNERS)}")

@@ -11,10 +11,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avagent.actions import ACTIONS
     from rich.console import Console
     from rich.table import Table
-
-    from actions import ACTIONS
 
     if args.json:
         rows = [

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.pipeline import analyze_file
+    from avagent.service.pipeline import analyze_file
 
     data = analyze_file(args.input)
     print(json.dumps(data, indent=None if args.compact else 2, ensure_ascii=False))

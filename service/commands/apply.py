@@ -67,9 +67,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actions import apply_action, get_action
-    from service import media
-    from service.settings import get_settings
+    from avagent.actions import apply_action, get_action
+    from avagent.service import media
+    from avagent.service.settings import get_settings
 
     params = parse_params(args.param)
     get_action(args.action)  # unknown names fail before any decoding

@@ -47,7 +47,7 @@ def _command(argv: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.report import write_report
+    from avagent.bench.report import write_report
 
     argv = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else []
     command = _command(argv)
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         results["meta"]["command"] = command
     speed = results.get("speed")  # a re-render keeps the measured speed, never re-measures
     if agent_doc is not None and not args.no_speed and args.from_json is None:
-        from bench.speed import measure
+        from avagent.bench.speed import measure
 
         if not args.quiet:
             print("speed check: 10 s 720p clip on one core ...", file=sys.stderr)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.run import run_bench
+    from avagent.bench.run import run_bench
 
     systems = tuple(s.strip() for s in args.systems.split(",") if s.strip()) if args.systems else None
     if not 1 <= args.jobs <= 64:
@@ -101,6 +101,6 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def results_targets(results: dict[str, Any]) -> list[str]:
-    from bench.report import benchmark_targets
+    from avagent.bench.report import benchmark_targets
 
     return [f"{row[2]:>10}  {row[0]}: {row[1]}" for row in benchmark_targets(results)]

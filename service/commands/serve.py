@@ -29,9 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
-
-    from service.api import create_app
-    from service.settings import get_settings
+    from avagent.service.api import create_app
+    from avagent.service.settings import get_settings
 
     settings = get_settings()
 
@@ -43,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit)
     worker = None
     if args.worker:
-        cmd = [sys.executable, "-m", "service.cli", "worker", "--queues", args.queues,
+        cmd = [sys.executable, "-m", "avagent.service.cli", "worker", "--queues", args.queues,
                "--concurrency", str(args.worker_concurrency)]
         worker = subprocess.Popen(cmd, env=os.environ.copy())
         logger.info("worker started (pid %d)", worker.pid)
     try:
         if args.api_workers > 1:
-            uvicorn.run("service.api.app:create_app", factory=True, host=args.host,
+            uvicorn.run("avagent.service.api.app:create_app", factory=True, host=args.host,
                         port=args.port, workers=args.api_workers)
         else:
             uvicorn.run(create_app(settings), host=args.host, port=args.port)

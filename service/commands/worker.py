@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def queue_names(spec: str) -> list[str]:
-    from service.settings import get_settings
+    from avagent.service.settings import get_settings
 
     settings = get_settings()
     alias = {"cpu": settings.cpu_queue, "gpu": settings.gpu_queue}
@@ -32,8 +32,8 @@ def queue_names(spec: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.settings import get_settings
-    from service.worker import app, broker_url
+    from avagent.service.settings import get_settings
+    from avagent.service.worker import app, broker_url
 
     queues = queue_names(args.queues)
     argv = [

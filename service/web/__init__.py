@@ -2,9 +2,9 @@
 
 Pages are server-rendered shells; their JavaScript reads the JSON API with the key the user typed
 (kept in ``localStorage``). Media for ``<audio>``/``<img>`` elements, which cannot send headers,
-comes from URLs signed per job (see :mod:`service.web.tokens`).
+comes from URLs signed per job (see :mod:`avagent.service.web.tokens`).
 """
 
-from service.web.routes import router
+from avagent.service.web.routes import router
 
 __all__ = ["router"]

@@ -2,7 +2,7 @@
 rendered once per job and side, cached under ``cache_dir/web/<job>/`` (local to each API replica;
 the folder can be wiped at any time).
 
-"before" is the job's input (any container FFmpeg reads, decoded with :mod:`service.media`);
+"before" is the job's input (any container FFmpeg reads, decoded with :mod:`avagent.service.media`);
 "after" is the repaired WAV. Previews are 16-bit PCM with at most two channels (a 5.1 input is
 folded to stereo) so every browser plays them; the spectrogram uses one absolute dBFS colour
 scale and a log frequency axis on both sides, so hum, noise and loudness changes are comparable.
@@ -86,7 +86,7 @@ def spectrogram_png(y: np.ndarray, sr: int, path: Path, *, title: str) -> Path:
 
 def render(source: Path, folder: Path, side: Side, *, max_duration_s: float | None = None) -> None:
     """Decode ``source`` once; write ``folder/<side>.wav`` and ``folder/<side>.png``."""
-    from service import media
+    from avagent.service import media
 
     y, sr = media.load_audio(source, max_duration_s=max_duration_s)
     folder.mkdir(parents=True, exist_ok=True)

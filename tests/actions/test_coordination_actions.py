@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from avagent.actions import apply_action
+from avagent.actions.fill_blanks import fill_blanks, find_dropouts
+from avagent.actions.pitch import pitch
+from avagent.actions.speed import speed
+from avagent.actions.volume import loudness_lufs, true_peak_dbtp, volume
 from scipy.signal import correlate
 
-from actions import apply_action
-from actions.fill_blanks import fill_blanks, find_dropouts
-from actions.pitch import pitch
-from actions.speed import speed
-from actions.volume import loudness_lufs, true_peak_dbtp, volume
 from avagent.errors import ParameterError
 
 SR = 48000
@@ -352,8 +352,8 @@ def test_valid_edge_params_run(rng: np.random.Generator, action: str, params: di
 
 def test_fill_blanks_finds_dropouts_through_codec_tails(video_path, tmp_path):
     """AAC leaves a few ms of faint tail around a zeroed span; the dropout is still found whole."""
-    from actions.fill_blanks import find_dropouts
-    from service import media
+    from avagent.actions.fill_blanks import find_dropouts
+    from avagent.service import media
 
     y, sr = media.load_audio(video_path)
     planted = [(1.1673, 1.3581), (4.0691, 4.1812)]  # inside sound in this clip

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+from avagent.actions import apply_action
+from avagent.actions.hum import detect_hum, remove_hum
+from avagent.actions.spectral_subtraction import spectral_subtraction
 
-from actions import apply_action
-from actions.hum import detect_hum, remove_hum
-from actions.spectral_subtraction import spectral_subtraction
 from avagent.errors import ParameterError
 
 SR = 48000
@@ -61,7 +61,7 @@ def test_shape_dtype_and_finite(name, shape, dtype, rng):
 
 @pytest.mark.parametrize("name", [*DENOISERS, "remove_hum"])
 def test_function_keeps_dtype_when_called_directly(name, rng):
-    from actions import get_action
+    from avagent.actions import get_action
 
     y = (0.1 * rng.standard_normal((2, SR // 2))).astype(np.float32)
     out = get_action(name).func(y, sr=SR)
@@ -118,7 +118,7 @@ def test_no_hum_found_in_clean_music(music2):
 @pytest.mark.media
 @pytest.mark.parametrize("name", ["wiener"])
 def test_pink_noise_at_5db_real_speech(name, speech, rng):
-    from bench.signals import noise
+    from avagent.bench.signals import noise
 
     noisy = at_snr(speech, noise("pink", speech.size, seed=3)[0], 5.0)
     out = apply_action(name, noisy, sr=SR)

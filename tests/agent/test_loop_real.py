@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from avagent.agent.graph import run_agent
+from avagent.agent.planner import get_planner
+from avagent.agent.state import AgentContext
+from avagent.perception.sync import estimate_sync
+from avagent.reflection.scorers import get_scorer
 
-from agent.graph import run_agent
-from agent.planner import get_planner
-from agent.state import AgentContext
-from reflection.analysis.sync import estimate_sync
-from reflection.scorers import get_scorer
-from tests.reflection._synth import moving_block_av
+from tests.synth import moving_block_av
 
 
 def _ctx(**kw) -> AgentContext:

@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from avagent.agent.captions import audio_caption, sync_caption, video_caption
+from avagent.agent.perceive import perceive
+from avagent.perception.facts import NoiseKind
 
-from agent.captions import audio_caption, sync_caption, video_caption
-from agent.perceive import perceive
-from reflection.facts import NoiseKind
-from tests.reflection._synth import moving_block_av
+from tests.synth import moving_block_av
 
 VIDEO_WORDS = re.compile(r"\b(video|frame|picture|motion|scene|cut|shot|visual|fps)", re.I)
 

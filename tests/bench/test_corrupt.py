@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench import corrupt, metrics, signals
+from avagent.bench import corrupt, metrics, signals
 
 SR = 48_000
 pytestmark = pytest.mark.media

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from avagent.bench import metrics
 from scipy import signal
-
-from bench import metrics
 
 SR = 48_000
 

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from avagent.bench import metrics, peers, signals
 
 from avagent.errors import ParameterError
-from bench import metrics, peers, signals
 
 pytestmark = pytest.mark.media
 

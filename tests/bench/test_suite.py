@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench import suite
-from bench.evaluate import evaluate, input_metrics, judge
-from bench.systems import CaseContext, run_system
-from service.cli import main as cli_main
+from avagent.bench import suite
+from avagent.bench.evaluate import evaluate, input_metrics, judge
+from avagent.bench.systems import CaseContext, run_system
+from avagent.service.cli import main as cli_main
 
 pytestmark = pytest.mark.media
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from avagent.bench import corrupt, signals
+from avagent.perception.facts import AudioFacts, Facts, SyncFacts
+from avagent.perception.video import analyze_video
+from avagent.reflection.scorers import (
+    EmbeddedScorer,
+    alignment_components,
+    get_scorer,
+    sync_components,
+)
 
 from avagent.errors import ParameterError
-from bench import corrupt, signals
-from reflection.analysis.video import analyze_video
-from reflection.facts import AudioFacts, Facts, SyncFacts
-from reflection.scorers import EmbeddedScorer, alignment_components, get_scorer, sync_components
-from tests.reflection._synth import moving_block_av
+from tests.synth import moving_block_av
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +30,7 @@ def _alignment(y, sr):
 
 
 def _analyze(y, sr):
-    from reflection.analysis.audio import analyze_audio
+    from avagent.perception.audio import analyze_audio
 
     return analyze_audio(y, sr=sr, speech_quality=False)
 

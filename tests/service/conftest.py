@@ -77,7 +77,7 @@ def run_worker(values: dict[str, Any], log: Path, queues: str = "cpu,gpu",
     """A real ``avagent worker`` subprocess with Settings ``values``; waits until it is ready."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1",
+            [sys.executable, "-m", "avagent.service.cli", "worker", "--concurrency", "1",
              "--queues", queues, "--loglevel", "INFO"],
             env=settings_env(values), cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from avagent.service.api import create_app
+from avagent.service.auth import create_key
+from avagent.service.jobs import TIERS, Batch, Job, JobStore, new_id
+from avagent.service.settings import Settings
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.auth import create_key
-from service.jobs import TIERS, Batch, Job, JobStore, new_id
-from service.settings import Settings
 from tests.service.conftest import (
     PNG_1X1,
     run_worker,
@@ -421,8 +421,8 @@ def test_cancel_running_job_publishes_nothing(
 
 def test_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                       capsys: pytest.CaptureFixture[str]) -> None:
-    from service.cli import main
-    from service.settings import get_settings
+    from avagent.service.cli import main
+    from avagent.service.settings import get_settings
 
     monkeypatch.setenv("AVAGENT_CACHE_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -457,7 +457,7 @@ def test_serve_runs_api_and_worker_with_one_command(tmp_path: Path, speech_path:
     port = free_port()
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "avagent.service.cli", "serve", "--port", str(port)],
         env=settings_env({"cache_dir": tmp_path, "environment": "development"}), cwd=REPO,
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

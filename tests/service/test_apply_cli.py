@@ -9,18 +9,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from avagent.service import media
+from avagent.service.cli import main
+from avagent.service.commands.apply import parse_params
+from avagent.service.settings import get_settings
 
 from avagent.errors import ParameterError
-from service import media
-from service.cli import main
-from service.commands.apply import parse_params
-from service.settings import get_settings
 
 pytestmark = pytest.mark.media
 
 
 def _volume_available() -> bool:
-    from actions import get_action
+    from avagent.actions import get_action
 
     try:
         get_action("volume").func  # noqa: B018 - imports the action module
@@ -30,7 +30,7 @@ def _volume_available() -> bool:
 
 
 needs_volume = pytest.mark.skipif(
-    not _volume_available(), reason="actions.volume is not implemented yet in this checkout"
+    not _volume_available(), reason="avagent.actions.volume is not implemented yet in this checkout"
 )
 
 

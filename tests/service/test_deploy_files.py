@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from service.cli import COMMANDS
-from service.settings import Settings
+from avagent.service.cli import COMMANDS
+from avagent.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -139,10 +138,9 @@ def test_manifests_are_consistent() -> None:
 
 
 def test_the_hpa_metric_is_what_the_api_exports(tmp_path: Path) -> None:
+    from avagent.service.api import create_app
+    from avagent.service.jobs import Job, JobStore, new_id
     from fastapi.testclient import TestClient
-
-    from service.api import create_app
-    from service.jobs import Job, JobStore, new_id
 
     settings = Settings(cache_dir=tmp_path, environment="test")
     JobStore.from_settings(settings).create_job(Job(

@@ -1,4 +1,4 @@
-"""service.media on real sample media and on fault files built here (nothing binary committed)."""
+"""avagent.service.media on real sample media and on fault files built here (nothing binary committed)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from avagent.service import media
 
 from avagent.errors import MediaError, ParameterError
-from service import media
 
 pytestmark = pytest.mark.media
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from avagent.service.api import create_app
+from avagent.service.jobs import QUEUED, RUNNING, Job, JobStore, consistency_tier, new_id
+from avagent.service.settings import Settings
+from avagent.service.storage import Storage
+from avagent.service.worker import is_transient, queue_for
 from fastapi.testclient import TestClient
 
 from avagent.errors import BackendError, MediaError, ParameterError
-from service.api import create_app
-from service.jobs import QUEUED, RUNNING, Job, JobStore, consistency_tier, new_id
-from service.settings import Settings
-from service.storage import Storage
-from service.worker import is_transient, queue_for
 from tests.service.conftest import run_worker, wait_job
 
 pytestmark = pytest.mark.timeout(180)
@@ -162,7 +162,7 @@ class _FlakyStorage(Storage):
 def test_transient_storage_errors_retry_then_succeed_or_fail(
     tmp_path: Path, speech_path: Path, failures: int, state: str
 ) -> None:
-    from service import worker as w
+    from avagent.service import worker as w
 
     settings = Settings(cache_dir=tmp_path, task_max_retries=2, task_retry_backoff_s=0.01)
     store = JobStore.from_settings(settings)

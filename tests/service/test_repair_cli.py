@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from service import media
-from service.cli import main
+from avagent.service import media
+from avagent.service.cli import main
 
 REPORT_KEYS = {
     "input", "captions", "analysis", "rounds", "chosen_round", "accepted", "backends",
@@ -60,7 +59,7 @@ def test_repair_real_video_writes_outputs_and_report(tmp_path, hummed_video, cap
     y_in, sr_in = media.load_audio(hummed_video)
     y_out, sr_out = media.load_audio(wav)
     assert sr_out == sr_in and y_out.shape[0] == y_in.shape[0]
-    from reflection.analysis.audio import analyze_audio
+    from avagent.perception.audio import analyze_audio
 
     assert analyze_audio(y_in, sr=sr_in, speech_quality=False).hum_hz == pytest.approx(50, abs=1)
     assert analyze_audio(y_out, sr=sr_out, speech_quality=False).hum_hz is None
@@ -145,7 +144,7 @@ def test_never_overwrites_an_input(tmp_path, speech_path):
 
 def test_analyze_prints_json(video_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "analyze", str(video_path), "--compact"],
+        [sys.executable, "-m", "avagent.service.cli", "analyze", str(video_path), "--compact"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -154,7 +153,7 @@ def test_analyze_prints_json(video_path):
     assert data["analysis"]["video"]["width"] == 560
     assert data["analysis"]["sync"]["verdict"] in {"in_sync", "offset", "drift", "cannot_tell"}
     bad = subprocess.run(
-        [sys.executable, "-m", "service.cli", "analyze", "/nonexistent.mp4"],
+        [sys.executable, "-m", "avagent.service.cli", "analyze", "/nonexistent.mp4"],
         capture_output=True, text=True, timeout=60,
     )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

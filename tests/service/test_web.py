@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from avagent.service.api import create_app
+from avagent.service.auth import create_key
+from avagent.service.jobs import JobStore
+from avagent.service.settings import Settings
+from avagent.service.web import tokens
 from fastapi.testclient import TestClient
 
-from service.api import create_app
-from service.auth import create_key
-from service.jobs import JobStore
-from service.settings import Settings
-from service.web import tokens
 from tests.service.conftest import (
     PNG_1X1,
     REPO,
@@ -137,7 +137,7 @@ def test_media_needs_the_owners_key(tmp_path: Path, speech_path: Path) -> None:
 
 def test_an_undecodable_input_is_a_422_not_a_500(idle_client: tuple[TestClient, Settings]) -> None:
     client, _ = idle_client
-    from service.jobs import Job, new_id
+    from avagent.service.jobs import Job, new_id
 
     store, storage = client.app.state.store, client.app.state.storage  # type: ignore[attr-defined]
     src = storage.key_uri("uploads/x/fake.mp4")
@@ -188,7 +188,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     port = free_port()
     log = open(cache / "api.log", "wb")  # noqa: SIM115 (closed below)
     api = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--no-worker", "--port", str(port)],
+        [sys.executable, "-m", "avagent.service.cli", "serve", "--no-worker", "--port", str(port)],
         env=settings_env(values), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -206,8 +206,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def corrupted_video(video_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real clip with mains hum, dropouts and far too low a level (known faults)."""
-    from bench import corrupt
-    from service import media
+    from avagent.bench import corrupt
+    from avagent.service import media
 
     y, sr = media.load_audio(video_path)
     bad, _ = corrupt.mixture(y, sr=sr, seed=7, faults=[

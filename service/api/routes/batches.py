@@ -9,13 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-
-from avagent.errors import ParameterError
-from service import storage as st
-from service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
-from service.api.schemas import (
+from avagent.service import storage as st
+from avagent.service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
+from avagent.service.api.schemas import (
     MAX_OFFSET,
     BatchCounts,
     BatchCreate,
@@ -23,9 +19,13 @@ from service.api.schemas import (
     BatchPublic,
     Problem,
 )
-from service.auth import Caller
-from service.jobs import Batch, JobStore, new_id
-from service.worker import FINALIZE_TASK, send_expand
+from avagent.service.auth import Caller
+from avagent.service.jobs import Batch, JobStore, new_id
+from avagent.service.worker import FINALIZE_TASK, send_expand
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from avagent.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 

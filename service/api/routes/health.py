@@ -9,15 +9,14 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from avagent.service.jobs import JobStore
+from avagent.service.settings import Settings
+from avagent.service.worker import celery_config
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-
-from service.jobs import JobStore
-from service.settings import Settings
-from service.worker import celery_config
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,9 @@ def check_broker(settings: Settings) -> dict[str, Any]:
 def check_backends(settings: Settings) -> dict[str, Any]:
     import importlib
 
-    from agent.planner import PLANNERS
+    from avagent.agent.planner import PLANNERS
 
-    importlib.import_module("service.pipeline")
+    importlib.import_module("avagent.service.pipeline")
     out: dict[str, Any] = {"planners": list(PLANNERS), "scorer": settings.scorer,
                            "captioner": settings.captioner}
     if settings.llm_base_url:

@@ -9,16 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
-
-from avagent.errors import MediaError, ParameterError
-from service import storage as st
-from service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
-from service.api.schemas import (
+from avagent.service import storage as st
+from avagent.service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
+from avagent.service.api.schemas import (
     MAX_OFFSET,
     JobCreate,
     JobList,
@@ -26,17 +19,24 @@ from service.api.schemas import (
     Problem,
     RepairOptionsIn,
 )
-from service.api.upload import (
+from avagent.service.api.upload import (
     Spool,
     UploadError,
     input_name,
     options_from_fields,
     read_multipart,
 )
-from service.auth import Caller
-from service.jobs import ACTIVE, SUCCEEDED, Job, JobStore, new_id
-from service.settings import Settings
-from service.worker import queue_for, send_repair
+from avagent.service.auth import Caller
+from avagent.service.jobs import ACTIVE, SUCCEEDED, Job, JobStore, new_id
+from avagent.service.settings import Settings
+from avagent.service.worker import queue_for, send_repair
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from avagent.errors import MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ async def _create_from_upload(
     request: Request, ctype: str, caller: Caller, store: JobStore, storage: st.Storage,
     settings: Settings, celery: Any, idempotency_key: str | None,
 ) -> Response:
-    from service import media
+    from avagent.service import media
 
     limit = int(settings.max_upload_mb * 1e6)
     declared = request.headers.get("content-length")

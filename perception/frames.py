@@ -1,4 +1,4 @@
-"""Sampled video frames as the agent and reflection see them (decoded by ``service.media``)."""
+"""Sampled video frames as the agent and reflection see them (decoded by ``avagent.service.media``)."""
 
 from __future__ import annotations
 

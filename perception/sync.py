@@ -51,12 +51,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from avagent.perception.audio import DIGITAL_SILENCE, _onset_from_16k, _to_16k, to_mono
+from avagent.perception.facts import SyncFacts
+from avagent.perception.frames import FrameSet
+from avagent.perception.video import motion_energy, scene_cuts
 from scipy.ndimage import maximum_filter1d, percentile_filter
-
-from reflection.analysis.audio import DIGITAL_SILENCE, _onset_from_16k, _to_16k, to_mono
-from reflection.analysis.video import motion_energy, scene_cuts
-from reflection.facts import SyncFacts
-from reflection.frames import FrameSet
 
 logger = logging.getLogger(__name__)
 

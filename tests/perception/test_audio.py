@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from scipy import signal as sps
-
-from reflection.analysis.audio import (
+from avagent.perception.audio import (
     analyze_audio,
     estimate_snr_db,
     find_dropouts,
     noise_floor_db,
     onset_envelope,
 )
-from reflection.facts import NoiseKind
-from tests.reflection._synth import speechlike
+from avagent.perception.facts import NoiseKind
+from scipy import signal as sps
+
+from tests.synth import speechlike
 
 SR = 16000
 
@@ -136,7 +136,7 @@ def test_real_speech_with_noise(media_dir, rng):
 
 def test_levels_are_the_volume_actions_on_5_1(rng):
     # perception reports what the volume action will measure: BS.1770 channel weights (LFE out)
-    from actions.volume import loudness_lufs, true_peak_dbtp
+    from avagent.actions.volume import loudness_lufs, true_peak_dbtp
 
     sr = 48000
     y = np.zeros((6, sr * 3), np.float32)
@@ -159,7 +159,7 @@ def test_steady_lone_line_in_music_is_not_hum(rng):
 def test_clean_drum_loop_is_not_noise_but_noise_under_it_is(media_dir):
     # between amen-break hits the level decays towards silence: minimum statistics reads that
     # as a 10 dB "floor", but it is not steady noise; the same loop under white noise is
-    from bench import signals
+    from avagent.bench import signals
 
     y, sr = sf.read(media_dir / "sonicpi" / "loop_amen.flac", dtype="float32", always_2d=True)
     amen = y.T  # one 1.75 s break

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from reflection.analysis.video import analyze_video, motion_energy
-from reflection.frames import FrameSet
+from avagent.perception.frames import FrameSet
+from avagent.perception.video import analyze_video, motion_energy
 
 
 def _frames(arr: np.ndarray, fps: float = 12.5) -> FrameSet:

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
+from avagent.actions.hum import detect_hum
+from avagent.actions.volume import loudness_lufs
+from avagent.perception.facts import AudioFacts, Dropout, NoiseKind
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import find_objects, label, maximum_filter1d, median_filter, uniform_filter1d
 
-from actions.hum import detect_hum
-from actions.volume import loudness_lufs
 from avagent.audio import validate_audio
-from reflection.facts import AudioFacts, Dropout, NoiseKind
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _floor_stationarity(spec: _Spectrum, noise: np.ndarray, valid: np.ndarray) -
 def _floor_confidence(mono: np.ndarray, sr: int) -> float:
     """Confidence (0..1) that the clip's floor is stationary noise rather than decaying sound.
 
-    The denoisers' own test (:func:`actions._dsp.floor_confidence`: in a bin holding steady
+    The denoisers' own test (:func:`avagent.dsp.floor_confidence`: in a bin holding steady
     noise, the bias-corrected 2.5th and 10th percentiles of its power agree; under decays
     between drum hits the lower one keeps falling), averaged over 200 Hz-8 kHz weighted by the
     floor each bin holds. White or pink noise under speech or music reads 0.9-1 at 0 dB SNR,
@@ -140,7 +140,7 @@ def _floor_confidence(mono: np.ndarray, sr: int) -> float:
     one clean amen break (1.75 s) 0.18, loop_industrial 0.0. Three amen breaks in a row read
     0.46, like the loop under 20 dB of noise: that case this cue cannot settle.
     """
-    from actions import _dsp
+    from avagent import dsp as _dsp
 
     n_fft = _dsp.fft_size(sr, 32.0)
     P = _dsp.power(_dsp.stft(mono[None, :].astype(np.float32), n_fft))
@@ -381,7 +381,7 @@ def _stationarity(spec: _Spectrum, valid: np.ndarray) -> float:
 def _hum(y16: np.ndarray) -> tuple[float | None, float, float]:
     """Mains hum: (fundamental Hz or None, level above the local floor dB, hum power).
 
-    :func:`actions.hum.detect_hum` finds the 50/60 Hz comb. A bass note near 50 Hz can pass
+    :func:`avagent.actions.hum.detect_hum` finds the 50/60 Hz comb. A bass note near 50 Hz can pass
     that test (clean Music2 has one at 49.8 Hz), but hum also holds its level for the whole
     clip, and stands alone: one of the first three harmonics, measured in 1 s blocks (hop 0.5 s,
     so at least 2 s of audio), must vary by at most 6 dB between its 10th and 90th percentile
@@ -448,7 +448,7 @@ def find_dropouts(
     """Dropouts inside sound: runs of exact zeros, and holes far below the noise floor.
 
     Runs of digital silence and deep holes with abrupt edges are what
-    :func:`actions.fill_blanks.find_dropouts` finds (the action that repairs them uses the same
+    :func:`avagent.actions.fill_blanks.find_dropouts` finds (the action that repairs them uses the same
     test). On top, with ``noise_floor_db``, a run that drops 15 dB under the clip's own noise
     floor with sound on both sides is a dropout too: a real recording never falls below its
     floor, and a lossy codec fills a lost block with faint noise that the action's 40 dB test
@@ -473,7 +473,7 @@ def _dropouts(
     max_gap_ms: float,
     floor_db: float | None,
 ) -> list[tuple[float, float, str]]:
-    from actions.fill_blanks import find_dropouts as action_dropouts
+    from avagent.actions.fill_blanks import find_dropouts as action_dropouts
 
     found = action_dropouts(x, sr=sr, min_gap_ms=min_gap_ms, max_gap_ms=max_gap_ms)
     out = [(s / sr, e / sr, str(k)) for s, e, k in found]
@@ -508,12 +508,12 @@ def _dropouts(
 def _true_peak_dbtp(x: np.ndarray, sr: int) -> float:
     """True peak (dBTP) of ``x (channels, n)`` measured only around its loudest waveform peaks.
 
-    :func:`actions.volume.true_peak_dbtp` oversamples the whole clip (~0.15 s per 10 s of
+    :func:`avagent.actions.volume.true_peak_dbtp` oversamples the whole clip (~0.15 s per 10 s of
     stereo); an inter-sample peak sits next to a sample peak at most a few dB lower, so the same
     interpolator is run only on short tapered windows around the 512 largest local maxima at
     or above half the sample peak (within 0.01 dB of the full measurement on the real clips).
     """
-    from actions.volume import true_peak_dbtp
+    from avagent.actions.volume import true_peak_dbtp
 
     env = np.max(np.abs(x), axis=0)
     peak = float(env.max(initial=0.0))
@@ -573,7 +573,7 @@ def analyze_audio(
     silent = db(ms) < SILENT_DBFS
     tick("prepare")
 
-    from reflection.analysis.vad import speech_mask, speech_probability
+    from avagent.perception.vad import speech_mask, speech_probability
 
     prob, vad_hop = speech_probability(y16)
     mask = speech_mask(prob)
@@ -709,7 +709,7 @@ class _Ticker:
 
 
 def _speech_quality(y16: np.ndarray, mask: np.ndarray, hop_s: float) -> dict[str, float] | None:
-    from reflection.analysis.dnsmos import INPUT_SAMPLES, dnsmos
+    from avagent.perception.dnsmos import INPUT_SAMPLES, dnsmos
 
     hop = round(hop_s * ANALYSIS_SR)
     idx = np.flatnonzero(mask)

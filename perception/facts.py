@@ -1,6 +1,6 @@
 """Measured facts about a clip: what perception reports and what reflection re-measures.
 
-These models are the contract between perception (``agent.perceive``), the planners, the
+These models are the contract between perception (``avagent.agent.perceive``), the planners, the
 reflection scorers and the benchmark. They hold measurements, never opinions; captions are
 rendered from them. Times are seconds from the start of the clip, levels are dBFS / LUFS.
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-
-from reflection.facts import Span, VideoFacts
-from reflection.frames import FrameSet
+from avagent.perception.facts import Span, VideoFacts
+from avagent.perception.frames import FrameSet
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from reflection.frames import FrameSet
+from avagent.perception.frames import FrameSet
 
 
 def speechlike(rng: np.random.Generator, sr: int, dur: float) -> np.ndarray:
