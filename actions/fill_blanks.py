@@ -27,11 +27,11 @@ import logging
 from typing import Literal, Self
 
 import numpy as np
-from avagent.actions.base import ActionParams, parse_params
 from pydantic import Field, model_validator
 from scipy.linalg import solve_toeplitz
 from scipy.signal import correlate
 
+from avagent.actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)

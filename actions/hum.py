@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from avagent.actions.base import ActionParams
 from pydantic import Field
 from scipy.ndimage import gaussian_filter1d
 
+from avagent.actions.base import ActionParams
 from avagent.dsp import from_rows, to_rows
 
 logger = logging.getLogger(__name__)

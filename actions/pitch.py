@@ -16,9 +16,9 @@ import logging
 
 import numpy as np
 import soxr
-from avagent.actions.base import ActionParams, parse_params
 from pydantic import Field
 
+from avagent.actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from avagent.actions.base import ActionParams, parse_params
 
+from avagent.actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 from avagent.errors import ParameterError
 
-Family = Literal["noise", "coordination"]
+# What an action works on, for the planner, the graph, the oracle and the benchmark, which derive
+# their lists from this table instead of naming actions again.
+Family = Literal["noise", "tonal", "level", "timing", "repair"]
+FAMILIES: tuple[Family, ...] = ("noise", "tonal", "level", "timing", "repair")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class ActionSpec:
     summary: str
     target: str  # "module:function"
     params_target: str  # "module:ParamsModel"
+    changes_timing: bool = False  # moves or stretches the sound: judged on sync, not on the mix
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -86,41 +90,58 @@ ACTIONS: dict[str, ActionSpec] = {
         ),
         ActionSpec(
             "remove_hum",
-            "noise",
+            "tonal",
             "Remove mains hum at 50/60 Hz and harmonics (tracked sinusoids); frequency found automatically.",
             "avagent.actions.hum:remove_hum",
             "avagent.actions.hum:RemoveHumParams",
         ),
         ActionSpec(
             "speed",
-            "coordination",
+            "timing",
             "Shift audio in time (offset_ms > 0 delays it) and change its rate (drift, PAL).",
             "avagent.actions.speed:speed",
             "avagent.actions.speed:SpeedParams",
+            changes_timing=True,
         ),
         ActionSpec(
             "pitch",
-            "coordination",
+            "timing",
             "Shift pitch by semitones without changing duration (-0.72 undoes a PAL pitch rise).",
             "avagent.actions.pitch:pitch",
             "avagent.actions.pitch:PitchParams",
+            changes_timing=True,
         ),
         ActionSpec(
             "volume",
-            "coordination",
+            "level",
             "Bring loudness to target_lufs under a true-peak ceiling, or apply gain_db.",
             "avagent.actions.volume:volume",
             "avagent.actions.volume:VolumeParams",
         ),
         ActionSpec(
             "fill_blanks",
-            "coordination",
+            "repair",
             "Find dropouts (10-500 ms gaps inside sound) and fill them from context.",
             "avagent.actions.fill_blanks:fill_blanks",
             "avagent.actions.fill_blanks:FillBlanksParams",
         ),
     )
 }
+
+
+def action_names(
+    family: Family | None = None, *, changes_timing: bool | None = None
+) -> tuple[str, ...]:
+    """Names of the actions in ``family`` (all when None), optionally only those that do (or do
+    not) change timing, in table order."""
+    if family is not None and family not in FAMILIES:
+        raise ParameterError(f"family={family!r} is not one of {', '.join(FAMILIES)}")
+    return tuple(
+        s.name
+        for s in ACTIONS.values()
+        if (family is None or s.family == family)
+        and (changes_timing is None or s.changes_timing == changes_timing)
+    )
 
 
 def get_action(name: str) -> ActionSpec:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from avagent.actions.base import ActionParams
 from pydantic import Field
 from scipy.ndimage import convolve1d
 from scipy.signal import filtfilt
 
+from avagent.actions.base import ActionParams
 from avagent.dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 
 logger = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from functools import lru_cache
 
 import numpy as np
 import soxr
-from avagent.actions.base import ActionParams, parse_params
 from pydantic import Field
 from scipy.signal import oaconvolve
 
+from avagent.actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)

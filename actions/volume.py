@@ -18,11 +18,11 @@ from functools import lru_cache
 from typing import Self
 
 import numpy as np
-from avagent.actions.base import ActionParams, parse_params
 from pydantic import Field, model_validator
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, lfilter, resample_poly
 
+from avagent.actions.base import ActionParams, parse_params
 from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)

@@ -6,10 +6,10 @@ import logging
 from typing import Literal
 
 import numpy as np
-from avagent.actions.base import ActionParams
 from pydantic import Field
 from scipy.ndimage import uniform_filter1d
 
+from avagent.actions.base import ActionParams
 from avagent.dsp import (
     _RATIO_NO_NOISE,
     _RATIO_NOISE,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from avagent.actions.base import ActionParams
 from pydantic import Field
 
+from avagent.actions.base import ActionParams
 from avagent.dsp import fft_size, from_rows, istft, noise_psd, power, stft, to_rows
 
 logger = logging.getLogger(__name__)

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from avagent.actions import apply_action
-from avagent.agent.captions import audio_caption, video_caption
-from avagent.agent.state import AgentContext, AgentState, Plan, Round, Step
-from avagent.perception.facts import Facts
-from avagent.perception.frames import FrameSet
-from avagent.reflection.scorers import Scores
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from avagent.actions import apply_action
+from avagent.agent.captions import audio_caption, video_caption
+from avagent.agent.state import AgentContext, AgentState, Plan, Round, Step
 from avagent.errors import AvagentError
+from avagent.perception.facts import Facts
+from avagent.perception.frames import FrameSet
+from avagent.reflection.scorers import Scores
 
 logger = logging.getLogger(__name__)
 

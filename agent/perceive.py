@@ -10,13 +10,13 @@ import logging
 import time
 
 import numpy as np
+
+from avagent.audio import validate_audio
 from avagent.perception.audio import analyze_audio
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
 from avagent.perception.video import analyze_video
-
-from avagent.audio import validate_audio
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import logging
 from typing import Any, Protocol
 
 import numpy as np
+
 from avagent.actions import ACTIONS, get_action
 from avagent.actions.base import parse_params
 from avagent.agent.state import Plan, Round, Step
+from avagent.errors import AvagentError, ParameterError
 from avagent.perception.facts import Facts, NoiseKind
 from avagent.reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
-
-from avagent.errors import AvagentError, ParameterError
 
 logger = logging.getLogger(__name__)
 

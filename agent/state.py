@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import numpy as np
+from pydantic import BaseModel, Field
+
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
 from avagent.reflection.scorers import Scores
-from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:  # only for type checkers: keeps planner imports lazy at run time
     from avagent.agent.planner import Planner

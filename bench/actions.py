@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from avagent.bench import corrupt, metrics, signals  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import pyloudnorm
-from avagent.bench import signals
-from avagent.bench.metrics import active_mask, bs1770_channels
 from pydantic import BaseModel, Field
 from scipy import signal
+
+from avagent.bench import signals
+from avagent.bench.metrics import active_mask, bs1770_channels
 
 PAL_RATE = 25.0 / 23.976  # audio of a 23.976 fps film played at 25 fps: 4.27 % fast
 NTSC_PAL = 23.976 / 25.0

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from avagent.bench import corrupt, media, metrics
 
 FAULTS = [

@@ -32,10 +32,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import signal
+
 from avagent.bench import metrics
 from avagent.bench.suite import Case, fault_families
 from avagent.bench.systems import CaseContext, Output
-from scipy import signal
 
 LOUD_LOW, LOUD_HIGH = -33.0, -9.0
 ACCEPT_SI_SDR_DB = 15.0

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+
 from avagent.bench import media as bench_media
 from avagent.bench.service_stack import REPO, Stack, replace_section, wait_jobs
 
@@ -39,6 +40,7 @@ SOURCES = [("lugaru", "Wind.ogg"), ("lugaru", "DesertAmbient.ogg"), ("lugaru", "
 def make_clips(folder: Path, n: int, seconds: float = 2.0) -> list[Path]:
     """``n`` WAV clips of ``seconds`` cut from real recordings (speech is padded by repetition)."""
     import soundfile
+
     from avagent.service import media
 
     folder.mkdir(parents=True, exist_ok=True)

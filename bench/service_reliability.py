@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+
 from avagent.bench import media as bench_media
 from avagent.bench.service_stack import (
     REPO,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
 from avagent.bench import media
 
 logger = logging.getLogger(__name__)

@@ -81,6 +81,7 @@ def _child(path: str, runs: int) -> dict[str, Any]:
     import time
 
     import numpy as np
+
     from avagent.bench import corrupt
     from avagent.service import media as av_media
     from avagent.service.pipeline import RepairOptions, repair_file

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from avagent.bench import corrupt, media, signals
 from avagent.perception.frames import FrameSet
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from avagent.bench import corrupt, suite
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from avagent.bench.suite import Case
 
 DENOISE_ACTIONS = ("spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating")

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
-from avagent.actions.hum import detect_hum
-from avagent.actions.volume import loudness_lufs
-from avagent.perception.facts import AudioFacts, Dropout, NoiseKind
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import find_objects, label, maximum_filter1d, median_filter, uniform_filter1d
 
+from avagent.actions.hum import detect_hum
+from avagent.actions.volume import loudness_lufs
 from avagent.audio import validate_audio
+from avagent.perception.facts import AudioFacts, Dropout, NoiseKind
 
 logger = logging.getLogger(__name__)
 

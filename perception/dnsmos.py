@@ -10,9 +10,9 @@ import logging
 import threading
 
 import numpy as np
-from avagent.perception.vad import _data_dir, _onnx_session
 
 from avagent.errors import BackendError
+from avagent.perception.vad import _data_dir, _onnx_session
 
 logger = logging.getLogger(__name__)
 

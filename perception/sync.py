@@ -51,11 +51,12 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d, percentile_filter
+
 from avagent.perception.audio import DIGITAL_SILENCE, _onset_from_16k, _to_16k, to_mono
 from avagent.perception.facts import SyncFacts
 from avagent.perception.frames import FrameSet
 from avagent.perception.video import motion_energy, scene_cuts
-from scipy.ndimage import maximum_filter1d, percentile_filter
 
 logger = logging.getLogger(__name__)
 

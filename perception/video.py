@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
 from avagent.perception.facts import Span, VideoFacts
 from avagent.perception.frames import FrameSet
 

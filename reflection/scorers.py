@@ -26,11 +26,11 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
-from avagent.perception.facts import AudioFacts, Facts, SyncFacts
-from avagent.perception.frames import FrameSet
 from pydantic import BaseModel, Field
 
 from avagent.errors import ParameterError
+from avagent.perception.facts import AudioFacts, Facts, SyncFacts
+from avagent.perception.frames import FrameSet
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
 # Loudness a careful listener accepts without correction (the rule planner acts outside it).

@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from avagent.service.settings import Settings
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -49,6 +48,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from avagent.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -47,10 +47,10 @@ from typing import Any
 import av
 import av.error
 import numpy as np
-from avagent.perception.frames import FrameSet
 
 from avagent.audio import validate_audio
 from avagent.errors import MediaError, ParameterError
+from avagent.perception.frames import FrameSet
 
 logger = logging.getLogger(__name__)
 

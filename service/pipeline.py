@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from avagent.service.settings import Settings, get_settings
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
+from avagent.service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

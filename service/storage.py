@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avagent.service.settings import Settings
-
 from avagent.errors import ParameterError
+from avagent.service.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -37,6 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery import Celery, signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from avagent.errors import AvagentError, BackendError, MediaError, ParameterError
 from avagent.service import storage as st
 from avagent.service.jobs import (
     ACTIVE,
@@ -51,10 +55,6 @@ from avagent.service.jobs import (
     utcnow,
 )
 from avagent.service.settings import Settings, get_settings
-from celery import Celery, signals
-from celery.exceptions import SoftTimeLimitExceeded
-
-from avagent.errors import AvagentError, BackendError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 

@@ -7,16 +7,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from avagent.service.auth import RateLimiter
-from avagent.service.jobs import JobStore
-from avagent.service.settings import Settings, get_settings
-from avagent.service.storage import Storage
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
 from avagent import __version__
 from avagent.errors import AvagentError, BackendError, MediaError, ParameterError
+from avagent.service.auth import RateLimiter
+from avagent.service.jobs import JobStore
+from avagent.service.settings import Settings, get_settings
+from avagent.service.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         # POST /v1/jobs reads its body itself (streaming), so JobCreate is added by hand.
         if app.openapi_schema is None:
-            from avagent.service.api.schemas import JobCreate
             from fastapi.openapi.utils import get_openapi
+
+            from avagent.service.api.schemas import JobCreate
 
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)

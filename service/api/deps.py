@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
+from celery import Celery
+from fastapi import Depends, Header, HTTPException, Request
+
 from avagent.service.auth import AuthError, Caller, RateLimiter, authenticate
 from avagent.service.jobs import JobStore
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage
-from celery import Celery
-from fastapi import Depends, Header, HTTPException, Request
 
 
 def _settings(request: Request) -> Settings:

@@ -11,13 +11,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avagent.actions import ACTIONS
     from rich.console import Console
     from rich.table import Table
 
+    from avagent.actions import ACTIONS
+
     if args.json:
         rows = [
-            {"name": s.name, "family": s.family, "summary": s.summary, "params": s.json_schema()}
+            {"name": s.name, "family": s.family, "changes_timing": s.changes_timing,
+             "summary": s.summary, "params": s.json_schema()}
             for s in ACTIONS.values()
         ]
         print(json.dumps(rows, indent=2))

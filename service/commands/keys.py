@@ -19,11 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avagent.errors import ParameterError
     from avagent.service.auth import create_key
     from avagent.service.jobs import JobStore
     from avagent.service.settings import get_settings
-
-    from avagent.errors import ParameterError
 
     store = JobStore.from_settings(get_settings())
     if args.keys_command == "create":

@@ -62,11 +62,12 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avagent.service.pipeline import RepairOptions, repair_file
-    from avagent.service.settings import get_settings
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
+
+    from avagent.service.pipeline import RepairOptions, repair_file
+    from avagent.service.settings import get_settings
 
     settings = get_settings()
     options = RepairOptions(

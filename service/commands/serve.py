@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+
     from avagent.service.api import create_app
     from avagent.service.settings import get_settings
 

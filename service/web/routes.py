@@ -15,17 +15,17 @@ import posixpath
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from avagent.errors import MediaError
 from avagent.service.api.deps import CallerDep, SettingsDep, StorageDep, StoreDep, _caller
 from avagent.service.api.schemas import Problem
 from avagent.service.jobs import SUCCEEDED, Job, JobStore
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage
 from avagent.service.web import render, tokens
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
-from fastapi.templating import Jinja2Templates
-
-from avagent.errors import MediaError
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy.signal import correlate
+
 from avagent.actions import apply_action
 from avagent.actions.fill_blanks import fill_blanks, find_dropouts
 from avagent.actions.pitch import pitch
 from avagent.actions.speed import speed
 from avagent.actions.volume import loudness_lufs, true_peak_dbtp, volume
-from scipy.signal import correlate
-
 from avagent.errors import ParameterError
 
 SR = 48000

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
+
 from avagent.actions import apply_action
 from avagent.actions.hum import detect_hum, remove_hum
 from avagent.actions.spectral_subtraction import spectral_subtraction
-
 from avagent.errors import ParameterError
 
 SR = 48000

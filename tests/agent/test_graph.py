@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from avagent.agent.graph import build_graph, run_agent
 from avagent.agent.planner import RulePlanner
 from avagent.agent.state import AgentContext, Plan, Step
+from avagent.errors import BackendError
 from avagent.perception.facts import AudioFacts, Facts
 from avagent.reflection.scorers import Scores
-
-from avagent.errors import BackendError
 
 SR = 16000
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from avagent.agent.graph import run_agent
 from avagent.agent.planner import get_planner
 from avagent.agent.state import AgentContext
 from avagent.perception.sync import estimate_sync
 from avagent.reflection.scorers import get_scorer
-
 from tests.synth import moving_block_av
 
 

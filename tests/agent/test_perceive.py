@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
+
 from avagent.agent.captions import audio_caption, sync_caption, video_caption
 from avagent.agent.perceive import perceive
 from avagent.perception.facts import NoiseKind
-
 from tests.synth import moving_block_av
 
 VIDEO_WORDS = re.compile(r"\b(video|frame|picture|motion|scene|cut|shot|visual|fps)", re.I)

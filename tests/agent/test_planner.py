@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
 from avagent.agent.planner import PLANNERS, RulePlanner, get_planner, validate_plan
 from avagent.agent.state import Plan, Round, Step
+from avagent.errors import ParameterError
 from avagent.perception.facts import AudioFacts, Dropout, Facts, NoiseKind, SyncFacts, VideoFacts
 from avagent.reflection.scorers import Scores
-
-from avagent.errors import ParameterError
 
 
 def facts(audio=None, sync=None, video=True) -> Facts:

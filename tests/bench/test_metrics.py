@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from avagent.bench import metrics
 from scipy import signal
+
+from avagent.bench import metrics
 
 SR = 48_000
 

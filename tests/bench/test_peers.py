@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from avagent.bench import metrics, peers, signals
 
+from avagent.bench import metrics, peers, signals
 from avagent.errors import ParameterError
 
 pytestmark = pytest.mark.media

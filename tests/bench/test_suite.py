@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from avagent.bench import suite
 from avagent.bench.evaluate import evaluate, input_metrics, judge
 from avagent.bench.systems import CaseContext, run_system

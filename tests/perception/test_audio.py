@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy import signal as sps
+
 from avagent.perception.audio import (
     analyze_audio,
     estimate_snr_db,
@@ -13,8 +15,6 @@ from avagent.perception.audio import (
     onset_envelope,
 )
 from avagent.perception.facts import NoiseKind
-from scipy import signal as sps
-
 from tests.synth import speechlike
 
 SR = 16000

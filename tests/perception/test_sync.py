@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
-
 from tests.synth import moving_block_av
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from avagent.perception.frames import FrameSet
 from avagent.perception.video import analyze_video, motion_energy
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from avagent.bench import corrupt, signals
+from avagent.errors import ParameterError
 from avagent.perception.facts import AudioFacts, Facts, SyncFacts
 from avagent.perception.video import analyze_video
 from avagent.reflection.scorers import (
@@ -13,8 +15,6 @@ from avagent.reflection.scorers import (
     get_scorer,
     sync_components,
 )
-
-from avagent.errors import ParameterError
 from tests.synth import moving_block_av
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from avagent.service.api import create_app
 from avagent.service.auth import create_key
 from avagent.service.jobs import TIERS, Batch, Job, JobStore, new_id
 from avagent.service.settings import Settings
-from fastapi.testclient import TestClient
-
 from tests.service.conftest import (
     PNG_1X1,
     run_worker,

@@ -9,12 +9,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
+from avagent.errors import ParameterError
 from avagent.service import media
 from avagent.service.cli import main
 from avagent.service.commands.apply import parse_params
 from avagent.service.settings import get_settings
-
-from avagent.errors import ParameterError
 
 pytestmark = pytest.mark.media
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from avagent.service.cli import COMMANDS
 from avagent.service.settings import Settings
 
@@ -138,9 +139,10 @@ def test_manifests_are_consistent() -> None:
 
 
 def test_the_hpa_metric_is_what_the_api_exports(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
     from avagent.service.api import create_app
     from avagent.service.jobs import Job, JobStore, new_id
-    from fastapi.testclient import TestClient
 
     settings = Settings(cache_dir=tmp_path, environment="test")
     JobStore.from_settings(settings).create_job(Job(

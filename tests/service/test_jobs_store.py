@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from avagent.service import jobs
 from sqlalchemy import create_engine, event, inspect
+
+from avagent.service import jobs
 
 
 def test_tables_made_meanwhile_by_another_process(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from avagent.service import media
 
 from avagent.errors import MediaError, ParameterError
+from avagent.service import media
 
 pytestmark = pytest.mark.media
 

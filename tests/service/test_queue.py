@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
+from avagent.errors import BackendError, MediaError, ParameterError
 from avagent.service.api import create_app
 from avagent.service.jobs import QUEUED, RUNNING, Job, JobStore, consistency_tier, new_id
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage
 from avagent.service.worker import is_transient, queue_for
-from fastapi.testclient import TestClient
-
-from avagent.errors import BackendError, MediaError, ParameterError
 from tests.service.conftest import run_worker, wait_job
 
 pytestmark = pytest.mark.timeout(180)

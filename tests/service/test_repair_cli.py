@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from avagent.service import media
 from avagent.service.cli import main
 

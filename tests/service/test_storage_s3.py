@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
+from avagent.errors import ParameterError
 from avagent.service.api import create_app
 from avagent.service.auth import create_key
 from avagent.service.jobs import TIERS, JobStore
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage, is_under, normalize_uri, safe_key
-from fastapi.testclient import TestClient
-
-from avagent.errors import ParameterError
 from tests.service.conftest import S3Server, run_worker, wait_job
 
 pytestmark = pytest.mark.timeout(240)

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+
 from avagent.service.api import create_app
 from avagent.service.auth import create_key
 from avagent.service.jobs import JobStore
 from avagent.service.settings import Settings
 from avagent.service.web import tokens
-from fastapi.testclient import TestClient
-
 from tests.service.conftest import (
     PNG_1X1,
     REPO,

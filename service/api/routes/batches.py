@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from avagent.errors import ParameterError
 from avagent.service import storage as st
 from avagent.service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
 from avagent.service.api.schemas import (
@@ -22,10 +26,6 @@ from avagent.service.api.schemas import (
 from avagent.service.auth import Caller
 from avagent.service.jobs import Batch, JobStore, new_id
 from avagent.service.worker import FINALIZE_TASK, send_expand
-from fastapi import APIRouter, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-
-from avagent.errors import ParameterError
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,15 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from avagent.service.jobs import JobStore
-from avagent.service.settings import Settings
-from avagent.service.worker import celery_config
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from avagent.service.jobs import JobStore
+from avagent.service.settings import Settings
+from avagent.service.worker import celery_config
 
 logger = logging.getLogger(__name__)
 

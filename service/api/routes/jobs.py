@@ -9,6 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from avagent.errors import MediaError, ParameterError
 from avagent.service import storage as st
 from avagent.service.api.deps import CallerDep, CeleryDep, SettingsDep, StorageDep, StoreDep
 from avagent.service.api.schemas import (
@@ -30,13 +37,6 @@ from avagent.service.auth import Caller
 from avagent.service.jobs import ACTIVE, SUCCEEDED, Job, JobStore, new_id
 from avagent.service.settings import Settings
 from avagent.service.worker import queue_for, send_repair
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
-
-from avagent.errors import MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
