@@ -136,7 +136,7 @@ def test_real_speech_with_noise(media_dir, rng):
 
 def test_levels_are_the_volume_actions_on_5_1(rng):
     # perception reports what the volume action will measure: BS.1770 channel weights (LFE out)
-    from avagent.actions.volume import loudness_lufs, true_peak_dbtp
+    from avagent.loudness import loudness_lufs, true_peak_dbtp
 
     sr = 48000
     y = np.zeros((6, sr * 3), np.float32)
