@@ -184,7 +184,8 @@ def test_each_captioner_sees_only_its_own_modality(tone):
             return "picture"
 
     frames = FrameSet(np.zeros((4, 8, 8), np.uint8), np.arange(4) / 4.0, 4.0, 25.0, 8, 8, 1.0)
-    video = VideoFacts(width=8, height=8, fps=25.0, duration_s=1.0, motion_mean=0.0, static=True)
+    video = VideoFacts(width=8, height=8, fps=25.0, sample_fps=4.0, duration_s=1.0, motion_mean=0.0,
+                       static=True)
     facts = _facts().model_copy(update={"video": video})
     ctx = AgentContext(planner=ScriptedPlanner([Plan()]), scorer=ScriptedScorer(0.95, []),
                        perceive=lambda y, **k: facts,
