@@ -16,8 +16,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from avagent.service.jobs import JobStore
+from avagent.service.queue import celery_config
 from avagent.service.settings import Settings
-from avagent.service.worker import celery_config
 
 logger = logging.getLogger(__name__)
 
