@@ -83,11 +83,9 @@ def create_celery(settings: Settings) -> Celery:
 
 def queue_for(options: dict[str, Any], settings: Settings) -> str:
     """GPU queue when the job's planner, or the configured scorer/captioner, is a model backend."""
-    gpu_planners = {p.strip() for p in settings.gpu_planners.split(",") if p.strip()}
-    planner = str(options.get("planner") or settings.planner)
-    if planner in gpu_planners or settings.scorer != "embedded" or settings.captioner != "embedded":
-        return settings.gpu_queue
-    return settings.cpu_queue
+    from avagent.service.backends import needs_gpu
+
+    return settings.gpu_queue if needs_gpu(settings, options.get("planner")) else settings.cpu_queue
 
 
 def send_repair(celery_app: Celery, job: Job) -> None:

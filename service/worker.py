@@ -179,11 +179,9 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
                 raise JobCancelledError(job.id)
 
     opts = dict(job.options or {})
-    options = RepairOptions(
-        planner=str(opts.get("planner", ctx.settings.planner)),
-        max_rounds=int(opts.get("max_rounds", ctx.settings.max_rounds)),
-        threshold=float(opts.get("threshold", ctx.settings.threshold)),
-        outputs=tuple(opts.get("outputs") or ("wav", "video", "report")),
+    options = RepairOptions.from_settings(
+        ctx.settings, planner=opts.get("planner"), max_rounds=opts.get("max_rounds"),
+        threshold=opts.get("threshold"), outputs=opts.get("outputs") or None,
     )
     with tempfile.TemporaryDirectory(prefix=f"avagent-{job.id[:12]}-") as tmp:
         local_in = Path(tmp) / "in" / job.input_name
