@@ -72,6 +72,15 @@ def backend(settings: Settings, role: Role, override: Any = None) -> Backend:
     return Backend(role, name, make(settings) if make is not None else {})
 
 
+def check_planner(name: str) -> str:
+    """``name`` when it is a known planner; else a ParameterError listing the valid ones."""
+    from avagent.agent.planner import PLANNERS
+
+    if name not in PLANNERS:
+        raise ParameterError(f"planner={name!r} is unknown; valid planners: {', '.join(PLANNERS)}")
+    return name
+
+
 def make_planner(settings: Settings, override: Any = None) -> Planner:
     from avagent.agent.planner import get_planner
 

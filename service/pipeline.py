@@ -18,7 +18,7 @@ import numpy as np
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from avagent.service.backends import backend_name, make_planner, make_scorer
+from avagent.service.backends import backend_name, check_planner, make_planner, make_scorer
 from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -58,15 +58,6 @@ class RepairOptions:
             raise ParameterError(
                 f"outputs={list(self.outputs)!r}: choose from {', '.join(OUTPUT_KINDS)}"
             )
-
-
-def check_planner(name: str) -> str:
-    """``name`` when it is a known planner; else a ParameterError listing the valid ones."""
-    from avagent.agent.planner import PLANNERS
-
-    if name not in PLANNERS:
-        raise ParameterError(f"planner={name!r} is unknown; valid planners: {', '.join(PLANNERS)}")
-    return name
 
 
 def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, Path]:

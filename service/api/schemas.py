@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from avagent.service.pipeline import check_planner
+from avagent.service.backends import check_planner
 from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE
 
 OutputKind = Literal["wav", "video", "report"]
@@ -34,7 +34,7 @@ class RepairOptionsIn(BaseModel):
     @field_validator("planner")
     @classmethod
     def _known_planner(cls, v: str | None) -> str | None:
-        return None if v is None else check_planner(v)  # the pipeline's own rule
+        return None if v is None else check_planner(v)  # the rule RepairOptions.check uses
 
     @field_validator("outputs")
     @classmethod
