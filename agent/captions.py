@@ -208,6 +208,18 @@ def get_captioner(name: str, *, modality: Modality | None = None, **kwargs: Any)
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
+def get_captioners(name: str = "embedded", **kwargs: Any) -> Captioners:
+    """The pair a captioner backend name stands for (``Settings.captioner``): its
+    ``"{name}-audio"`` and ``"{name}-video"`` entries, each built with ``kwargs``."""
+    backends = sorted({n.rsplit("-", 1)[0] for n in CAPTIONERS})
+    if f"{name}-audio" not in CAPTIONERS or f"{name}-video" not in CAPTIONERS:
+        raise ParameterError(f"unknown captioner {name!r}; valid: {', '.join(backends)}")
+    return Captioners(
+        audio=get_captioner(f"{name}-audio", modality="audio", **kwargs),
+        video=get_captioner(f"{name}-video", modality="video", **kwargs),
+    )
+
+
 def _modality_of(name: str) -> Modality:
     module, _, cls = CAPTIONERS[name].partition(":")
     return getattr(importlib.import_module(module), cls).modality

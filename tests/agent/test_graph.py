@@ -207,3 +207,10 @@ def test_captioner_registry_names_the_valid_ones():
     assert all(n in str(err.value) for n in CAPTIONERS)
     with pytest.raises(ParameterError, match="embedded-video"):
         get_captioner("embedded-audio", modality="video")
+    from avagent.agent.captions import EmbeddedVideoCaptioner, get_captioners
+
+    pair = get_captioners("embedded")  # Settings.captioner names the pair
+    assert isinstance(pair.audio, EmbeddedAudioCaptioner)
+    assert isinstance(pair.video, EmbeddedVideoCaptioner)
+    with pytest.raises(ParameterError, match="valid: embedded"):
+        get_captioners("llm")
