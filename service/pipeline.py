@@ -66,8 +66,21 @@ class RepairOptions:
             )
 
 
-def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, Path]:
-    stem = input_path.stem
+OUTPUT_MARKERS = (".repaired.", ".report.json")  # names our outputs carry (repair skips them)
+
+
+def is_output_name(name: str) -> bool:
+    """True for a file name that ``repair`` writes (``x.repaired.wav``, ``x.report.json``)."""
+    return any(m in name for m in OUTPUT_MARKERS) or name.endswith(".report.json")
+
+
+def output_paths(
+    input_path: Path, outdir: Path, ext: str | None, *, stem: str | None = None
+) -> dict[str, Path]:
+    """Where a repair of ``input_path`` writes; ``stem`` defaults to the input's stem (a batch
+    keys its outputs by the source's whole name, extension included, so ``a.wav`` and ``a.flac``
+    never meet)."""
+    stem = stem or input_path.stem
     paths = {
         "wav": outdir / f"{stem}.repaired.wav",
         "report": outdir / f"{stem}.report.json",
@@ -108,6 +121,7 @@ def repair_file(
     settings: Settings | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     job_id: str | None = None,
+    output_stem: str | None = None,
 ) -> dict[str, Any]:
     """Repair one file; write ``<stem>.repaired.wav``, ``<stem>.repaired.<ext>`` (video inputs)
     and ``<stem>.report.json`` into ``outdir``; return the report.
@@ -159,7 +173,8 @@ def repair_file(
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MediaError(f"cannot create output folder {outdir}: {exc}") from exc
-    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None)
+    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None,
+                         stem=output_stem)
     audio_out = np.asarray(result.audio, dtype=np.float32)
     written: dict[str, str] = {}
     if "wav" in options.outputs:

@@ -186,9 +186,12 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
     with tempfile.TemporaryDirectory(prefix=f"avagent-{job.id[:12]}-") as tmp:
         local_in = Path(tmp) / "in" / job.input_name
         input_sha = storage.get_file(job.source, local_in)
+        # A batch item's outputs are keyed by the source's whole name (a.wav and a.flac of one
+        # folder must not write one a.repaired.wav); a single job keeps the plain stem.
+        stem = job.input_name if job.batch_id else Path(job.input_name).stem
         report = repair_file(
             local_in, Path(tmp) / "out", options, settings=ctx.settings, progress=progress,
-            job_id=job.id,
+            job_id=job.id, output_stem=stem,
         )
         if hb.cancelled.is_set():
             raise JobCancelledError(job.id)
@@ -205,7 +208,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
         report["input"] = job.source
         report["job_id"] = job.id
         if "report" in options.outputs:
-            outputs["report"] = st.join(job.output_prefix, f"{Path(job.input_name).stem}.report.json")
+            outputs["report"] = st.join(job.output_prefix, f"{stem}.report.json")
         report["outputs"] = dict(outputs)
         if "report" in options.outputs:
             data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
