@@ -208,6 +208,15 @@ def repair_file(
     return report
 
 
+UNMEASURED_SYNC = ("cannot_tell", "no_picture")
+
+
+def sync_verdict_of(facts: Any) -> str:
+    """What perception said about sync: in_sync, offset, drift, cannot_tell, or no_picture."""
+    sync = getattr(facts, "sync", None)
+    return "no_picture" if sync is None else str(sync.verdict)
+
+
 def build_report(
     *,
     input_path: Path,
@@ -227,10 +236,10 @@ def build_report(
     else:
         done = "repaired with " + chosen_plan.describe()
     verdict = "accepted" if result.accepted else "below threshold"
-    summary = (
-        f"{done}; alignment {result.scores.alignment:.2f}, sync {result.scores.sync:.2f} "
-        f"({verdict})"
-    )
+    sync_verdict = sync_verdict_of(result.facts)
+    sync_text = (f"sync {result.scores.sync:.2f}" if sync_verdict not in UNMEASURED_SYNC
+                 else f"sync {sync_verdict.replace('_', ' ')}")
+    summary = f"{done}; alignment {result.scores.alignment:.2f}, {sync_text} ({verdict})"
     return {
         "avagent_version": __version__,
         "input": str(input_path),
@@ -262,6 +271,8 @@ def build_report(
         "chosen_round": chosen,
         "accepted": result.accepted,
         "scores": result.scores.model_dump(),
+        # The sync score of an unmeasured clip is a neutral prior, not a measured pass: say so.
+        "sync_verdict": sync_verdict,
         "summary": summary,
         "options": {
             "planner": options.planner,

@@ -60,6 +60,7 @@ from avagent.service.task_context import (
     TaskContext,
     context,
     current_job,
+    install_job_id_records,
     is_transient,
 )
 
@@ -217,6 +218,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
     scores = dict(report.get("scores") or {})
     summary = {
         "summary": report.get("summary", ""),
+        "sync_verdict": report.get("sync_verdict", ""),
         "chosen_round": report.get("chosen_round"),
         "baseline": report.get("baseline"),
         "rounds": [
@@ -268,6 +270,7 @@ def _after_job(ctx: TaskContext, job: Job) -> None:
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _add_job_filter(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    install_job_id_records()
     for handler in logger.handlers:
         if not any(isinstance(f, JobIdFilter) for f in handler.filters):
             handler.addFilter(JobIdFilter())
@@ -311,4 +314,5 @@ def worker_app(settings: Settings | None = None) -> Celery:
     """The Celery app a worker runs: configured from ``settings`` (default: the global Settings),
     with this module's tasks and :mod:`avagent.service.batch_tasks`' (shared tasks bind to it).
     Importing this module builds no app; ``avagent worker`` calls this."""
+    install_job_id_records()
     return create_celery(settings or get_settings())

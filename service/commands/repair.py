@@ -92,6 +92,13 @@ def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
     return folders
 
 
+def _sync_cell(rep: dict[str, Any]) -> str:
+    verdict = rep.get("sync_verdict", "")
+    if verdict in ("cannot_tell", "no_picture"):
+        return verdict.replace("_", " ")  # not a measured pass: no number that reads like one
+    return f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -155,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 table.add_row(
                     r["file"], rep["summary"].split(";")[0],
                     f"{rep['baseline']['alignment']:.2f} → {rep['scores']['alignment']:.2f}",
-                    f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}",
+                    _sync_cell(rep),
                     str(len(rep["rounds"])), f"{rep['timings_s']['total']:.1f} s",
                 )
             else:
