@@ -41,7 +41,7 @@ from typing import Any
 from celery import Celery, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from avagent.errors import MediaError, ParameterError
+from avagent.errors import AvagentError, MediaError, ParameterError
 from avagent.service import storage as st
 from avagent.service.batch_tasks import maybe_finalize, write_item
 from avagent.service.jobs import (
@@ -190,10 +190,14 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
         # A batch item's outputs are keyed by the source's whole name (a.wav and a.flac of one
         # folder must not write one a.repaired.wav); a single job keeps the plain stem.
         stem = job.input_name if job.batch_id else Path(job.input_name).stem
-        report = repair_file(
-            local_in, Path(tmp) / "out", options, settings=ctx.settings, progress=progress,
-            job_id=job.id, output_stem=stem,
-        )
+        try:
+            report = repair_file(
+                local_in, Path(tmp) / "out", options, settings=ctx.settings, progress=progress,
+                job_id=job.id, output_stem=stem,
+            )
+        except AvagentError as exc:
+            # The user knows the source by its URI, not by this worker's temporary copy.
+            raise type(exc)(str(exc).replace(str(local_in), job.source)) from exc
         if hb.cancelled.is_set():
             raise JobCancelledError(job.id)
         outputs: dict[str, str] = {}

@@ -261,3 +261,11 @@ def test_every_log_record_carries_a_job_id_once_a_worker_app_exists():
     lines = out.getvalue().splitlines()
     assert "job=- " in lines[0] and "warm shutdown" in lines[0]
     assert "job=job-42 " in lines[1]
+
+
+def test_worker_children_are_recycled_past_their_memory_limit():
+    from avagent.service.queue import celery_config
+    from avagent.service.settings import Settings
+
+    assert celery_config(Settings(worker_max_memory_mb=1536))["worker_max_memory_per_child"] == 1536 * 1024
+    assert "worker_max_memory_per_child" not in celery_config(Settings(worker_max_memory_mb=0))

@@ -190,6 +190,8 @@ def test_batch_over_s3_with_manifest_and_resume(
     assert 0 <= clip["scores"]["alignment"] <= 1 and 0 <= clip["scores"]["sync"] <= 1
     broken = by_input[f"s3://{b}/in/broken.wav"]
     assert broken["tier"] == "failed" and broken["error"]
+    # the error names the object the user gave, not the worker's temporary copy
+    assert f"s3://{b}/in/broken.wav" in broken["error"] and "/tmp/" not in broken["error"]
     assert "video" not in by_input[f"s3://{b}/in/voice.wav"]["outputs"]
 
     # Someone else's key sees nothing of it.
