@@ -58,29 +58,54 @@ def _kustomization() -> dict[str, Any]:
     return yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
 
 
+def _generated_configmap(folder: Path, gen: dict[str, Any]) -> dict[str, Any]:
+    # Only unhashed names: kustomize would otherwise append a content hash and rewrite references.
+    options = gen.get("options", {})
+    if set(gen) - {"name", "files", "literals", "options"} or options != {"disableNameSuffixHash": True}:
+        raise ValueError(f"render_kustomization does not implement configMapGenerator {gen}")
+    data = {Path(f).name: (folder / f).read_text() for f in gen.get("files", [])}
+    data.update(dict(lit.split("=", 1) for lit in gen.get("literals", [])))
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gen["name"]}, "data": data}
+
+
 def render_kustomization(folder: Path = DEPLOY) -> list[dict[str, Any]]:
-    """What ``kubectl kustomize`` makes of our kustomization: the resources with the namespace
-    set on every namespaced object and the ``images`` substitutions applied. Only those fields
-    are implemented, and a kustomization using any other is an error (so nothing is skipped)."""
+    """What ``kubectl kustomize`` makes of our kustomization: the resources and the unhashed
+    ConfigMaps of ``configMapGenerator``, with the namespace set on every namespaced object and
+    the ``images`` substitutions applied. Only those fields are implemented, and a kustomization
+    using any other is an error (so nothing is silently skipped)."""
     k = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    unknown = set(k) - {"apiVersion", "kind", "namespace", "resources", "images"}
+    unknown = set(k) - {"apiVersion", "kind", "namespace", "resources", "images", "configMapGenerator"}
     if unknown:
         raise ValueError(f"render_kustomization does not implement {sorted(unknown)}")
     images = {i["name"]: i for i in k.get("images", [])}
-    out = []
-    for res in k["resources"]:
-        for doc in _docs(folder / res):
-            doc = copy.deepcopy(doc)
-            if k.get("namespace") and doc["kind"] not in CLUSTER_SCOPED:
-                doc["metadata"]["namespace"] = k["namespace"]
-            spec = doc.get("spec", {}).get("template", {}).get("spec", {})
-            for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
-                name, _, tag = c["image"].partition(":")
-                if name in images:
-                    new = images[name]
-                    c["image"] = f"{new.get('newName', name)}:{new.get('newTag', tag or 'latest')}"
-            out.append(doc)
-    return out
+    docs = [copy.deepcopy(d) for res in k.get("resources", []) for d in _docs(folder / res)]
+    docs += [_generated_configmap(folder, gen) for gen in k.get("configMapGenerator", [])]
+    for doc in docs:
+        if k.get("namespace") and doc["kind"] not in CLUSTER_SCOPED:
+            doc["metadata"]["namespace"] = k["namespace"]
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in [*spec.get("containers", []), *spec.get("initContainers", [])]:
+            name, _, tag = c["image"].partition(":")
+            if name in images:
+                new = images[name]
+                c["image"] = f"{new.get('newName', name)}:{new.get('newTag', tag or 'latest')}"
+    return docs
+
+
+def test_render_kustomization_generates_configmaps_and_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    (tmp_path / "t.jinja").write_text("{{ bos_token }}")
+    (tmp_path / "ns.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
+    k = {"namespace": "x", "resources": ["ns.yaml"], "configMapGenerator": [
+        {"name": "tpl", "files": ["t.jinja"], "literals": ["A=b"], "options": {"disableNameSuffixHash": True}}]}
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(k))
+    ns, cm = render_kustomization(tmp_path)
+    assert "namespace" not in ns["metadata"]
+    assert cm["metadata"] == {"name": "tpl", "namespace": "x"} and cm["data"] == {"t.jinja": "{{ bos_token }}", "A": "b"}
+    _k8s_validate(cm, K8S_VERSIONS[-1])
+    for bad in ({**k, "patches": []}, {**k, "configMapGenerator": [{"name": "h", "literals": ["A=b"]}]}):
+        (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(ValueError, match="does not implement"):
+            render_kustomization(tmp_path)
 
 
 def _id(doc: dict[str, Any]) -> str:
