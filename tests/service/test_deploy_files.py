@@ -229,9 +229,12 @@ def test_scaled_objects_pass_kedas_crd_and_point_at_our_workers_and_queues() -> 
         assert set(meta) <= KEDA_REDIS_KEYS, set(meta) - KEDA_REDIS_KEYS
         assert all(isinstance(v, str) for v in meta.values()), "KEDA trigger metadata values are strings"
         assert meta["listName"] == want[target]
+        # KEDA's operator runs in its own namespace: the address must name ours.
         host, port = meta["address"].split(":")
-        assert (host, port, meta["databaseIndex"]) == broker.groups()
-        assert host == redis_svc["metadata"]["name"] and int(port) == redis_svc["spec"]["ports"][0]["port"]
+        assert host == f"{broker.group(1)}.{_kustomization()['namespace']}.svc", host
+        assert (port, meta["databaseIndex"]) == broker.groups()[1:]
+        assert broker.group(1) == redis_svc["metadata"]["name"]
+        assert int(port) == redis_svc["spec"]["ports"][0]["port"]
         assert int(meta["listLength"]) >= 1
     gpu = next(so for so in sos if so["spec"]["scaleTargetRef"]["name"] == "avagent-worker-gpu")
     assert gpu["spec"]["minReplicaCount"] == 0  # no idle GPUs
