@@ -34,7 +34,7 @@ from tests.service.conftest import run_worker, wait_job
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow, pytest.mark.media]
 
 GRACE_S = 60.0  # this test's grace period; the deployments' is 1000 s (the hard limit + 40 s)
-CLIP_S = 20.0  # a job of a few seconds on one core (docs/deploy.md, Sizing)
+CLIP_S = 10.0  # a job of a few seconds on one core (docs/deploy.md, Sizing)
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def service(redis_url: str, tmp_path: Path) -> dict[str, Any]:
 
 def _submit(client: TestClient, clip: bytes) -> str:
     r = client.post("/v1/jobs", files={"file": ("speech.wav", clip, "audio/wav")},
-                    data={"max_rounds": "2", "outputs": "wav,report"})
+                    data={"max_rounds": "1", "outputs": "wav,report"})
     assert r.status_code == 202, r.text
     return str(r.json()["id"])
 
