@@ -361,6 +361,21 @@ def test_workers_drain_are_disruption_budgeted_and_gpus_are_requested() -> None:
         assert "nodeSelector" not in spec
 
 
+def test_third_party_images_are_pinned_to_a_version() -> None:
+    """Ours are set by the kustomization (and built locally by compose); every other image
+    names a version, never :latest or no tag."""
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())["services"]
+    images = [svc["image"] for svc in compose.values() if not svc["image"].startswith("${AVAGENT")]
+    for doc in _manifests():
+        spec = doc.get("spec", {})
+        spec = spec.get("template", {}).get("spec", spec)
+        images += [c["image"] for c in spec.get("containers", []) if c["image"] not in ("avagent", "avagent-gpu")]
+    assert len(images) >= 8
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name and re.fullmatch(r"v?\d+(\.\d+)*(-[a-z]+)?", tag), f"{image} is not pinned to a version"
+
+
 def test_vllm_serves_the_planner_lora_the_gpu_worker_asks_for() -> None:
     docs = _manifests()
     vllm = next(d for d in docs if _id(d) == "Deployment/vllm")
