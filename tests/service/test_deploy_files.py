@@ -308,6 +308,9 @@ def test_manifests_are_consistent() -> None:
             res = c.get("resources", {})
             assert res.get("requests", {}).get("cpu") and res.get("requests", {}).get("memory"), name
             assert res.get("limits", {}).get("memory"), f"{name}: no memory limit"
+            # Extended resources (nvidia.com/gpu): the API server wants request == limit.
+            for key in {k for part in res.values() for k in part if "/" in k}:
+                assert res.get("requests", {}).get(key) == res.get("limits", {}).get(key), (name, key)
             for ref in c.get("envFrom", []):
                 ref_name = (ref.get("configMapRef") or ref.get("secretRef"))["name"]
                 assert ("ConfigMap", ref_name) in kinds or ("Secret", ref_name) in kinds
