@@ -188,18 +188,31 @@ class LLMPlanner:
 
     def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan:
         try:
-            plan = self.propose(facts, captions, history)
+            proposal: Plan | BackendError = self.propose(facts, captions, history)
         except BackendError as exc:
-            self._report_down(exc)
-            return self._fallback(facts, captions, history, f"llm failed: {exc}")
-        dropped = [n for n in plan.notes if n.startswith("dropped invalid step")]
+            proposal = exc
+        return self.guarded(proposal, facts, captions, history)
+
+    def guarded(
+        self,
+        proposal: Plan | BackendError,
+        facts: Facts,
+        captions: dict[str, str],
+        history: list[Round],
+    ) -> Plan:
+        """The plan that runs: ``proposal`` when it is valid and safe, else the guard's plan with
+        ``fallback`` saying why."""
+        if isinstance(proposal, BackendError):
+            self._report_down(proposal)
+            return self._fallback(facts, captions, history, f"llm failed: {proposal}")
+        dropped = [n for n in proposal.notes if n.startswith("dropped invalid step")]
         if dropped:
             return self._fallback(facts, captions, history, "llm plan invalid: " + "; ".join(
                 n.removeprefix("dropped invalid step: ") for n in dropped))
-        unsafe = unsafe_reasons(plan, facts)
+        unsafe = unsafe_reasons(proposal, facts)
         if unsafe:
             return self._fallback(facts, captions, history, "llm plan unsafe: " + "; ".join(unsafe))
-        return plan
+        return proposal
 
     def _fallback(
         self, facts: Facts, captions: dict[str, str], history: list[Round], why: str
