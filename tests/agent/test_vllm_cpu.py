@@ -220,3 +220,17 @@ def test_vllm_serves_the_lora_and_the_planner_plans_through_it(vllm_server: str)
     a = base.chat(msgs, max_tokens=24).text
     b = client.chat(msgs, max_tokens=24).text
     assert a != b
+
+
+def test_vicuna_chat_template_is_fastchats_v1_1_format() -> None:
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment()
+    tpl = env.from_string((ROOT / "deploy" / "vicuna_v1.1.jinja").read_text())
+    msgs = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    text = tpl.render(messages=msgs, bos_token="<s>", eos_token="</s>", add_generation_prompt=True)
+    assert text == "<s>SYS USER: a ASSISTANT: b</s>USER: c ASSISTANT:"
+    default = tpl.render(messages=msgs[1:2], bos_token="<s>", eos_token="</s>",
+                         add_generation_prompt=True)
+    assert default.startswith("<s>A chat between a curious user") and default.endswith(
+        " USER: a ASSISTANT:")
