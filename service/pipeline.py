@@ -18,7 +18,13 @@ import numpy as np
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from avagent.service.backends import backend_name, check_planner, make_planner, make_scorer
+from avagent.service.backends import (
+    backend_name,
+    check_planner,
+    make_captioners,
+    make_planner,
+    make_scorer,
+)
 from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +79,6 @@ def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, P
 
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
-    from avagent.agent.captions import audio_caption, video_caption
     from avagent.agent.perceive import perceive
     from avagent.service import media
 
@@ -87,12 +92,10 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
         else None
     )
     facts = perceive(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+    captions = make_captioners(settings).describe(facts, y=y, sr=sr, frames=frames)
     return {
         "input": str(path),
-        "captions": {
-            "audio": audio_caption(facts.audio),
-            "video": video_caption(facts.video) if facts.video else "",
-        },
+        "captions": captions,
         "analysis": facts.model_dump(mode="json"),
     }
 
@@ -141,6 +144,7 @@ def repair_file(
     context = AgentContext(
         planner=make_planner(settings, options.planner),
         scorer=make_scorer(settings),
+        captioners=make_captioners(settings),
         max_rounds=int(options.max_rounds),
         threshold=float(options.threshold),
         progress=emit,
