@@ -213,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N cases only (0: all)")
     ap.add_argument("--stride", type=int, default=1,
                     help="every k-th case (a spread over sources and faults when time is short)")
+    ap.add_argument("--llm-timeout-s", type=float, default=600.0,
+                    help="per planning call of `llm` (no retry: a timed-out call keeps the "
+                    "one-slot server busy)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -226,7 +229,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for name in [n.strip() for n in args.planners.split(",") if n.strip()]:
         t1 = time.perf_counter()
-        res = evaluate(name, cases)
+        make = None
+        if name == "llm":
+            from avagent.agent.llm_planner import LLMPlanner
+
+            def make() -> Any:
+                return LLMPlanner(timeout_s=args.llm_timeout_s, max_retries=0)
+        res = evaluate(name, cases, make=make)
         res["wall_s"] = time.perf_counter() - t1
         results.append(res)
         extra = ""
