@@ -35,9 +35,25 @@ def _openai_server(settings: Settings, model: str) -> dict[str, Any]:
     return {"base_url": settings.llm_base_url, "api_key": settings.llm_api_key, "model": model}
 
 
+def _llm_planner(s: Settings) -> dict[str, Any]:
+    """The LLM planner: a server (planner_base_url, else llm_base_url) or, with neither, the
+    embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora / planner_threads)."""
+    return {
+        **_openai_server(s, s.planner_model),
+        "base_url": s.planner_base_url or s.llm_base_url,
+        "lora_path": s.planner_lora,
+        "model_path": s.planner_gguf,
+        "n_threads": s.planner_threads,
+        "timeout_s": s.llm_timeout_s,
+        "max_retries": s.llm_max_retries,
+        "concurrency": s.llm_concurrency,
+        "dialect": s.llm_dialect,
+    }
+
+
 # (role, backend name) -> the backend's keyword arguments from Settings.
 KWARGS: dict[tuple[Role, str], Callable[[Settings], dict[str, Any]]] = {
-    ("planner", "llm"): lambda s: _openai_server(s, s.planner_model),
+    ("planner", "llm"): _llm_planner,
     ("planner", "vllm"): lambda s: _openai_server(s, s.planner_model),
     ("captioner", "llm"): lambda s: {
         **_openai_server(s, s.audio_caption_model),

@@ -262,6 +262,7 @@ def build_report(
                 "planner": r.plan.planner,
                 "plan": [s.model_dump() for s in r.plan.steps],
                 "notes": r.plan.notes,
+                "fallback": r.plan.fallback,
                 "scores": r.scores.model_dump(),
                 "improved": r.improved,
                 "feedback": r.feedback,
