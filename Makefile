@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	# Weights ship inside these wheels; --no-deps because silero-vad declares torch+torchaudio,
 	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
 	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1'
+	# ImageBind's model classes (CC BY-NC-SA 4.0) for the imagebind scorer and its tests;
+	# --no-deps: see the 'imagebind' extra in pyproject.toml.
+	$(PY) -m pip install -q -e '.[imagebind]' && $(PY) -m pip install -q --no-deps 'imagebind-unofficial==0.1.1'
 	rm -f $(VENV)/.installed-*; touch $@
 
 media: setup

@@ -18,7 +18,7 @@ import numpy as np
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from avagent.service.settings import Settings, get_settings
+from avagent.service.settings import Settings, get_settings, scorer_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def repair_file(
 
     context = AgentContext(
         planner=get_planner(options.planner),
-        scorer=get_scorer(settings.scorer),
+        scorer=get_scorer(settings.scorer, **scorer_kwargs(settings)),
         max_rounds=int(options.max_rounds),
         threshold=float(options.threshold),
         progress=emit,

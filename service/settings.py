@@ -41,9 +41,21 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = "EMPTY"
     planner_model: str = ""
+    # Captioners over OpenAI-compatible servers (--captioner audio-llm / vision-llm / llm);
+    # an empty base URL means "not configured": the embedded captions are used.
+    audio_caption_base_url: str = ""  # e.g. vLLM serving Qwen2-Audio / Qwen2.5-Omni
     audio_caption_model: str = ""
+    video_caption_base_url: str = ""  # e.g. vLLM serving Qwen2.5-VL / Video-LLaVA
     video_caption_model: str = ""
-    imagebind_checkpoint: Path | None = None
+    caption_timeout_s: float = Field(60.0, gt=0, description="one caption request, seconds")
+    caption_frames: int = Field(8, ge=1, le=64, description="frames sent to the vision LLM")
+    # ImageBind scorer (--scorer imagebind): user-supplied weights (Meta's imagebind_huge.pth or
+    # our checkpoint format) and their calibration (default: <weights>.calibration.json).
+    imagebind_weights: Path | None = None
+    imagebind_calibration: Path | None = None
+    imagebind_device: str = ""  # empty: cuda when present, else cpu
+    imagebind_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    imagebind_batch_size: int = Field(16, ge=1)
 
     # Service.
     secret_key: str = "dev-secret"
@@ -86,6 +98,19 @@ class Settings(BaseSettings):
                 "AVAGENT_SECRET_KEY is a placeholder; set a real secret in production"
             )
         return self
+
+
+def scorer_kwargs(settings: Settings, name: str | None = None) -> dict[str, object]:
+    """Keyword arguments of scorer ``name`` (default: the configured one) from Settings."""
+    if (name or settings.scorer) == "imagebind":
+        return {
+            "weights": settings.imagebind_weights,
+            "calibration": settings.imagebind_calibration,
+            "device": settings.imagebind_device or None,
+            "dtype": settings.imagebind_dtype,
+            "batch_size": settings.imagebind_batch_size,
+        }
+    return {}
 
 
 @lru_cache(maxsize=1)
