@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     imagebind_device: str = ""  # empty: cuda when present, else cpu
     imagebind_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     imagebind_batch_size: int = Field(16, ge=1)
+    # The LLM planner (--planner llm): a server (vLLM with our LoRA as `planner_model`), or with
+    # no URL the embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora override its files).
+    planner_base_url: str = Field("", description="empty: llm_base_url; both empty: embedded")
+    planner_lora: Path | None = Field(None, description="GGUF LoRA for the embedded planner")
+    planner_gguf: Path | None = Field(None, description="GGUF model instead of SmolLM2-135M")
+    planner_threads: int = Field(1, ge=1, description="llama.cpp threads of the embedded planner")
+    llm_timeout_s: float = Field(60.0, gt=0, description="per request to an LLM server")
+    llm_max_retries: int = Field(1, ge=0, description="extra tries after a timeout/5xx")
+    llm_concurrency: int = Field(4, ge=1, description="requests in flight per client")
+    llm_dialect: Literal["auto", "openai", "vllm", "llamacpp", "none"] = "auto"
 
     # Service.
     secret_key: str = "dev-secret"
@@ -98,19 +108,6 @@ class Settings(BaseSettings):
                 "AVAGENT_SECRET_KEY is a placeholder; set a real secret in production"
             )
         return self
-
-
-def scorer_kwargs(settings: Settings, name: str | None = None) -> dict[str, object]:
-    """Keyword arguments of scorer ``name`` (default: the configured one) from Settings."""
-    if (name or settings.scorer) == "imagebind":
-        return {
-            "weights": settings.imagebind_weights,
-            "calibration": settings.imagebind_calibration,
-            "device": settings.imagebind_device or None,
-            "dtype": settings.imagebind_dtype,
-            "batch_size": settings.imagebind_batch_size,
-        }
-    return {}
 
 
 @lru_cache(maxsize=1)
