@@ -40,6 +40,29 @@ def scorer_kwargs(settings: Settings, name: str | None = None) -> dict[str, Any]
     return {}
 
 
+def captioner_kwargs(settings: Settings, name: str) -> dict[str, Any]:
+    """Constructor arguments for captioner ``name`` (``audio-llm`` / ``vision-llm``); an empty
+    base URL leaves the captioner unconfigured, so it renders the embedded caption."""
+    common = {"api_key": settings.llm_api_key, "timeout_s": settings.caption_timeout_s,
+              "max_retries": settings.llm_max_retries}
+    if name == "audio-llm":
+        return {"base_url": settings.audio_caption_base_url or settings.llm_base_url,
+                "model": settings.audio_caption_model, **common}
+    if name == "vision-llm":
+        return {"base_url": settings.video_caption_base_url or settings.llm_base_url,
+                "model": settings.video_caption_model, "n_frames": settings.caption_frames,
+                **common}
+    return {}
+
+
+def caption_backends(settings: Settings) -> dict[str, str]:
+    """Which captioner each modality uses: ``captioner`` is embedded, audio-llm, vision-llm or
+    llm (both)."""
+    c = settings.captioner
+    return {"audio": "audio-llm" if c in ("audio-llm", "llm") else "embedded",
+            "video": "vision-llm" if c in ("vision-llm", "llm") else "embedded"}
+
+
 def _probe(base_url: str, model: str, settings: Settings) -> tuple[bool, str]:
     from avagent.agent.llm import LLMClient
     from avagent.errors import AvagentError
@@ -93,16 +116,21 @@ def describe_backends(settings: Settings, *, probe: bool = True) -> list[dict[st
     else:
         rows.append({"role": "planner", "backend": settings.planner, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})
-    for role, model in (("audio captioner", settings.audio_caption_model),
-                        ("video captioner", settings.video_caption_model)):
-        if settings.captioner != "embedded" and settings.llm_base_url and model:
-            ok, why = _probe(settings.llm_base_url, model, settings) if probe else (None, "")
-            rows.append({"role": role, "backend": f"{settings.captioner} {settings.llm_base_url} "
-                         f"model={model}", "reachable": ok, "detail": why,
-                         "fallback": "embedded captions" + ("" if ok else " (server down)")})
+    chosen = caption_backends(settings)
+    for role, modality in (("audio captioner", "audio"), ("video captioner", "video")):
+        kw = captioner_kwargs(settings, chosen[modality])
+        if kw.get("base_url"):
+            url, model = kw["base_url"], kw["model"]
+            ok, why = _probe(url, model, settings) if probe else (None, "")
+            rows.append({"role": role, "backend": f"{chosen[modality]} {url} "
+                         f"model={model or '(first listed)'}", "reachable": ok, "detail": why,
+                         "fallback": "embedded captions" + ("" if ok or ok is None
+                                                            else " (server down)")})
         else:
             rows.append({"role": role, "backend": "embedded", "reachable": True,
-                         "detail": "captions rendered from measured facts",
+                         "detail": "captions rendered from measured facts"
+                         + (f" ({chosen[modality]} has no server URL)"
+                            if chosen[modality] != "embedded" else ""),
                          "fallback": "none needed"})
     if settings.scorer == "imagebind":
         ckpt = settings.imagebind_weights

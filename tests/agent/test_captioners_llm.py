@@ -1,0 +1,167 @@
+"""Captioners over OpenAI-compatible servers: request shapes (each sees only its modality), the
+real llama.cpp server with SmolLM2-135M, and the fallback to the embedded captions on faults."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import socket
+import time
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avagent.agent.captioners_llm import (
+    AudioLLMCaptioner,
+    VisionLLMCaptioner,
+    reset_reports,
+    sample_indices,
+    wav_bytes,
+)
+from avagent.agent.captions import audio_caption, video_caption
+from avagent.agent.perceive import perceive
+from avagent.errors import ParameterError
+from tests.agent.openai_stub import chat_reply
+from tests.synth import moving_block_av
+
+
+@pytest.fixture(autouse=True)
+def _fresh_reports():
+    reset_reports()
+    yield
+    reset_reports()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    rng = np.random.default_rng(7)
+    y, sr, frames = moving_block_av(rng, 0.0, dur=4.0, sr=48000)
+    facts = perceive(y, sr=sr, frames=frames, audio_duration_s=4.0)
+    return y, sr, frames, facts
+
+
+def _wav_info(data: bytes) -> tuple[int, int, int]:
+    with wave.open(io.BytesIO(data)) as w:
+        return w.getnchannels(), w.getframerate(), w.getnframes()
+
+
+def test_wav_bytes_mono_16k_capped() -> None:
+    y = np.zeros((2, 48000 * 3))
+    assert _wav_info(wav_bytes(y, sr=48000, max_s=30.0)) == (1, 16000, 48000)
+    assert _wav_info(wav_bytes(y, sr=48000, max_s=1.5)) == (1, 16000, 24000)
+
+
+def test_sample_indices_spread() -> None:
+    assert sample_indices(100, 4).tolist() == [12, 37, 62, 87]
+    assert sample_indices(3, 8).tolist() == [0, 1, 2]
+
+
+def test_unconfigured_is_the_embedded_caption(clip) -> None:
+    y, sr, frames, facts = clip
+    a, v = AudioLLMCaptioner(), VisionLLMCaptioner()
+    assert not a.configured and not v.configured
+    assert a.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    assert v.caption(frames, facts=facts.video) == video_caption(facts.video)
+    assert a.last.source == v.last.source == "embedded"
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ParameterError, match="n_frames=0"):
+        VisionLLMCaptioner(n_frames=0)
+    with pytest.raises(ParameterError, match="max_audio_s=0"):
+        AudioLLMCaptioner(max_audio_s=0)
+    with pytest.raises(ParameterError, match="base_url='ftp://x'"):
+        AudioLLMCaptioner("ftp://x")
+
+
+def test_audio_request_carries_only_sound(scripted, clip) -> None:
+    y, sr, _frames, facts = clip
+    scripted.replies = [(200, chat_reply("  Clicks   over a faint hiss. "), 0.0)]
+    cap = AudioLLMCaptioner(scripted.url, "qwen2-audio")
+    assert cap.caption(y, sr=sr, facts=facts.audio) == "Clicks over a faint hiss."
+    assert cap.last.source == "audio-llm" and cap.last.latency_s > 0
+    body = scripted.requests[-1]["body"]
+    assert body["model"] == "qwen2-audio"
+    user = [m for m in body["messages"] if m["role"] == "user"]
+    assert len(user) == 1
+    parts = user[0]["content"]
+    assert [p["type"] for p in parts] == ["text", "input_audio"]
+    assert parts[1]["input_audio"]["format"] == "wav"
+    wav = base64.b64decode(parts[1]["input_audio"]["data"])
+    assert _wav_info(wav) == (1, 16000, 4 * 16000)
+    # Nothing from the picture: no images, none of the video caption's facts.
+    text = str(body)
+    assert "image_url" not in text and video_caption(facts.video) not in text
+    assert "fps" not in parts[0]["text"]
+
+
+def test_vision_request_carries_only_frames(scripted, clip) -> None:
+    _y, _sr, frames, facts = clip
+    scripted.replies = [(200, chat_reply("A white square jumps around a dark frame."), 0.0)]
+    cap = VisionLLMCaptioner(scripted.url, "qwen2.5-vl", n_frames=4)
+    assert cap.caption(frames, facts=facts.video) == "A white square jumps around a dark frame."
+    assert cap.last.source == "vision-llm"
+    parts = scripted.requests[-1]["body"]["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["text"] + ["image_url"] * 4
+    assert "4 frames" in parts[0]["text"] and "4.0 s video" in parts[0]["text"]
+    for p, i in zip(parts[1:], sample_indices(frames.frames.shape[0], 4), strict=True):
+        head, b64 = p["image_url"]["url"].split(",", 1)
+        assert head == "data:image/jpeg;base64"
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+        assert img.shape == frames.frames.shape[1:]
+        assert np.abs(img.astype(int) - frames.frames[i]).mean() < 4  # that frame, JPEG'd
+    text = str(scripted.requests[-1]["body"])
+    assert "input_audio" not in text and audio_caption(facts.audio) not in text
+
+
+def test_server_error_falls_back_reported_once(scripted, clip, caplog) -> None:
+    y, sr, _frames, facts = clip
+    scripted.replies = [(500, {"error": "boom"}, 0.0)] * 4
+    cap = AudioLLMCaptioner(scripted.url, "m", max_retries=0, retry_after_s=0.0)
+    with caplog.at_level(logging.DEBUG, logger="avagent.agent.captioners_llm"):
+        assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+        assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and scripted.url in warnings[0].getMessage()
+    assert "HTTP 500" in cap.last.error and cap.last.source == "embedded"
+    assert len(scripted.requests) == 2  # retry_after_s=0: the server is asked again
+
+
+def test_failed_server_is_skipped_for_a_while(scripted, clip) -> None:
+    _y, _sr, frames, facts = clip
+    scripted.replies = [(503, {"error": "loading"}, 0.0)]
+    cap = VisionLLMCaptioner(scripted.url, "m", max_retries=0, retry_after_s=60.0)
+    cap.caption(frames, facts=facts.video)
+    cap.caption(frames, facts=facts.video)
+    assert len(scripted.requests) == 1 and "skipped" in cap.last.error
+
+
+def test_slow_server_times_out_to_the_fallback(scripted, clip) -> None:
+    y, sr, _frames, facts = clip
+    scripted.replies = [(200, chat_reply("too late"), 3.0)]
+    cap = AudioLLMCaptioner(scripted.url, "m", timeout_s=0.5, max_retries=0)
+    t0 = time.perf_counter()
+    assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    assert time.perf_counter() - t0 < 2.5
+    assert "timed out" in cap.last.error
+
+
+def test_empty_answer_falls_back(scripted, clip) -> None:
+    _y, _sr, frames, facts = clip
+    scripted.replies = [(200, chat_reply("   "), 0.0)]
+    cap = VisionLLMCaptioner(scripted.url, "m", max_retries=0)
+    assert cap.caption(frames, facts=facts.video) == video_caption(facts.video)
+    assert "empty caption" in cap.last.error
+
+
+def test_nothing_listening_falls_back(clip) -> None:
+    y, sr, _frames, facts = clip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    cap = AudioLLMCaptioner(f"http://127.0.0.1:{port}/v1", "m", max_retries=0, timeout_s=2.0)
+    assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    assert "unreachable" in cap.last.error and f"127.0.0.1:{port}" in cap.last.error
