@@ -77,6 +77,8 @@ def fbank(clips: np.ndarray) -> np.ndarray:
     Matches ``torchaudio.compliance.kaldi.fbank`` with ImageBind's arguments (see the module
     docstring); ``snip_edges``: ``1 + (n − 400) // 160`` frames.
     """
+    from scipy import fft as scipy_fft
+
     x = np.asarray(clips, dtype=np.float32)
     n = x.shape[-1]
     if n < _WIN:
@@ -87,11 +89,15 @@ def fbank(clips: np.ndarray) -> np.ndarray:
     fr = fr - fr.mean(axis=-1, keepdims=True)  # remove_dc_offset
     prev = np.concatenate([fr[..., :1], fr[..., :-1]], axis=-1)  # kaldi replicates the first sample
     fr = fr - _PREEMPH * prev
-    window = np.hanning(_WIN).astype(np.float32)  # symmetric Hann, as kaldi's "hanning"
-    spec = np.fft.rfft(fr * window, n=_NFFT, axis=-1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32)  # (c, frames, 257)
-    mel = power @ _mel_banks().T
+    spec = scipy_fft.rfft(fr * _window(), n=_NFFT, axis=-1)  # float32 in, complex64 out
+    power = spec.real**2 + spec.imag**2  # (c, frames, 257)
+    mel = (power.reshape(-1, power.shape[-1]) @ _mel_banks().T).reshape(*power.shape[:2], -1)
     return np.log(np.maximum(mel, _EPS)).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    return np.hanning(_WIN).astype(np.float32)  # symmetric Hann, as kaldi's "hanning"
 
 
 def audio_clips(x16: np.ndarray, starts_s: np.ndarray, *, clip_s: float = CLIP_S) -> np.ndarray:

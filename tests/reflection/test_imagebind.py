@@ -263,3 +263,32 @@ def test_imagebind_huge_builds() -> None:
     assert set(trunks.keys()) == {"vision", "audio"}
     assert len(trunks["vision"].blocks) == 32 and len(trunks["audio"].blocks) == 12
     assert 0.7e9 < n < 0.8e9  # vision 632 M + audio 86 M; the text and other towers dropped
+
+
+@needs_imagebind
+@pytest.mark.media
+def test_calibration_script_on_real_videos(small_ckpt, video_path, bunny_path, tmp_path,
+                                           capsys) -> None:
+    """bench/imagebind_calibrate decodes real videos, writes <weights>.calibration.json, and the
+    scorer then reads it without further settings."""
+    import json
+    import shutil
+
+    from avagent.bench import imagebind_calibrate
+    from avagent.reflection.imagebind import ImageBindScorer
+    from avagent.service import media
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(small_ckpt[0], weights)
+    rc = imagebind_calibrate.main([str(video_path), str(bunny_path), "--weights", str(weights),
+                                   "--device", "cpu", "--width", "160"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["written"] == str(weights) + ".calibration.json"
+    assert out["n_clips"] == 2 and out["n_mismatched"] == 2 and out["n_shifted"] == 8
+    y, sr = media.load_audio(video_path)
+    frames = media.load_frames(video_path, fps=2.0, width=160)
+    s = ImageBindScorer(weights, device="cpu").score_audio(y, sr=sr, frames=frames)
+    assert s.details["imagebind"] == 1.0 and 0.0 <= s.alignment <= 1.0
+    assert imagebind_calibrate.main([str(video_path), "--weights", str(tmp_path / "no.pt")]) == 2
+    assert "not found" in capsys.readouterr().err
