@@ -206,7 +206,7 @@ class ImageBindBackend:
         return np.concatenate(outs).astype(np.float32)
 
 
-_cache: dict[tuple[str, str, str], ImageBindBackend] = {}
+_cache: dict[tuple[str, int, int, str, str], ImageBindBackend] = {}
 _cache_lock = threading.Lock()
 
 
@@ -219,7 +219,10 @@ def default_device() -> str:
 def load_imagebind(
     path: str | Path | None, *, device: str | None = None, dtype: str = "float32"
 ) -> ImageBindBackend:
-    """Load the checkpoint at ``path`` once per (path, device, dtype); CUDA when present."""
+    """Load the checkpoint at ``path`` once per (path, device, dtype); CUDA when present.
+
+    A file replaced on disk (another size or modification time) is loaded again.
+    """
     if path is None or str(path) == "":
         raise BackendError(
             "the imagebind scorer needs weights: set AVAGENT_IMAGEBIND_WEIGHTS to a checkpoint "
@@ -232,7 +235,8 @@ def load_imagebind(
     if dtype not in ("float32", "float16", "bfloat16"):
         raise BackendError(f"dtype={dtype!r} must be float32, float16 or bfloat16")
     dev = device or default_device()
-    key = (str(p.resolve()), dev, dtype)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, dev, dtype)
     with _cache_lock:
         if key in _cache:
             return _cache[key]

@@ -134,6 +134,12 @@ def test_checkpoint_round_trip_and_cache(small_ckpt, tmp_path) -> None:
     torch.manual_seed(1)
     other = ibm.save_checkpoint(tmp_path / "other.pt", ibm.build_model(SMALL), SMALL)
     assert not np.allclose(ibm.load_imagebind(other, device="cpu").embed("audio", x), direct, atol=1e-3)
+    # Weights replaced on disk are loaded again, not served from the cache.
+    before = ibm.load_imagebind(other, device="cpu")
+    ibm.save_checkpoint(other, model, SMALL)
+    after = ibm.load_imagebind(other, device="cpu")
+    assert after is not before
+    np.testing.assert_allclose(after.embed("audio", x), direct, atol=1e-5)
 
 
 @needs_imagebind
