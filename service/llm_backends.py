@@ -27,17 +27,15 @@ def planner_kwargs(settings: Settings, name: str) -> dict[str, Any]:
     }
 
 
-def scorer_kwargs(settings: Settings, name: str | None = None) -> dict[str, Any]:
-    """Constructor arguments for scorer ``name`` (default: the configured one)."""
-    if (name or settings.scorer) == "imagebind":
-        return {
-            "weights": settings.imagebind_weights,
-            "calibration": settings.imagebind_calibration,
-            "device": settings.imagebind_device or None,
-            "dtype": settings.imagebind_dtype,
-            "batch_size": settings.imagebind_batch_size,
-        }
-    return {}
+def imagebind_kwargs(settings: Settings) -> dict[str, Any]:
+    """Constructor arguments of the ``imagebind`` scorer."""
+    return {
+        "weights": settings.imagebind_weights,
+        "calibration": settings.imagebind_calibration,
+        "device": settings.imagebind_device or None,
+        "dtype": settings.imagebind_dtype,
+        "batch_size": settings.imagebind_batch_size,
+    }
 
 
 def captioner_kwargs(settings: Settings, name: str) -> dict[str, Any]:

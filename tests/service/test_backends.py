@@ -1,0 +1,77 @@
+"""Settings → backend: the one place that names each role's backend and its arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from avagent.errors import ParameterError
+from avagent.service.backends import (
+    Backend,
+    backend,
+    backend_name,
+    make_planner,
+    make_scorer,
+    needs_gpu,
+)
+from avagent.service.pipeline import RepairOptions
+from avagent.service.queue import queue_for
+from avagent.service.settings import Settings
+
+
+def test_a_role_uses_its_setting_unless_the_job_overrides_it(tmp_path) -> None:
+    s = Settings(cache_dir=tmp_path, planner="random")
+    assert backend_name(s, "planner") == "random"
+    assert backend_name(s, "planner", "rules") == "rules"
+    assert backend_name(s, "planner", "  ") == "random"  # blank is "not given"
+    assert backend(s, "scorer") == Backend("scorer", "embedded", {})
+    with pytest.raises(ParameterError, match="'mixer'"):
+        backend_name(s, "mixer")  # type: ignore[arg-type]
+
+
+def test_model_backends_get_their_settings_fields(tmp_path) -> None:
+    s = Settings(cache_dir=tmp_path, llm_base_url="http://127.0.0.1:8001/v1", llm_api_key="k",
+                 planner_model="qwen-0.5b", audio_caption_model="a-cap", video_caption_model="v-cap",
+                 video_caption_base_url="http://127.0.0.1:8002/v1", caption_frames=4,
+                 imagebind_weights=tmp_path / "ib.pth", imagebind_device="cpu")
+    kw = backend(s, "planner", "llm").kwargs
+    assert (kw["base_url"], kw["api_key"], kw["model"]) == (
+        "http://127.0.0.1:8001/v1", "k", "qwen-0.5b")
+    both = backend(s, "captioner", "llm").kwargs
+    assert (both["audio"]["base_url"], both["audio"]["model"]) == (
+        "http://127.0.0.1:8001/v1", "a-cap")  # no audio URL of its own: the shared server
+    assert (both["video"]["base_url"], both["video"]["model"], both["video"]["n_frames"]) == (
+        "http://127.0.0.1:8002/v1", "v-cap", 4)
+    assert set(backend(s, "captioner", "audio-llm").kwargs) == {"audio"}
+    ib = backend(s, "scorer", "imagebind").kwargs
+    assert (ib["weights"], ib["device"], ib["dtype"]) == (tmp_path / "ib.pth", "cpu", "float32")
+
+
+def test_instances_come_from_the_registries(tmp_path) -> None:
+    s = Settings(cache_dir=tmp_path)
+    assert make_planner(s).name == "rules"
+    assert make_planner(s, "random").name == "random"
+    assert type(make_scorer(s)).__name__ == "EmbeddedScorer"
+    with pytest.raises(ParameterError, match=r"'nope'.*embedded"):
+        make_scorer(Settings(cache_dir=tmp_path, scorer="nope"))
+
+
+def test_gpu_routing_follows_the_backends(tmp_path) -> None:
+    s = Settings(cache_dir=tmp_path)
+    assert not needs_gpu(s) and queue_for({}, s) == s.cpu_queue
+    assert needs_gpu(s, "llm") and queue_for({"planner": "llm"}, s) == s.gpu_queue
+    assert needs_gpu(Settings(cache_dir=tmp_path, captioner="llm"))
+    assert needs_gpu(Settings(cache_dir=tmp_path, scorer="imagebind"), "rules")
+
+
+def test_repair_options_take_the_settings_defaults(tmp_path) -> None:
+    s = Settings(cache_dir=tmp_path, planner="random", max_rounds=2, threshold=0.5)
+    o = RepairOptions.from_settings(s)
+    assert (o.planner, o.max_rounds, o.threshold, o.outputs) == ("random", 2, 0.5,
+                                                                 ("wav", "video", "report"))
+    o = RepairOptions.from_settings(s, planner="rules", max_rounds=1, threshold=0.9,
+                                    outputs=["wav"])
+    assert (o.planner, o.max_rounds, o.threshold, o.outputs) == ("rules", 1, 0.9, ("wav",))
+    with pytest.raises(ParameterError, match="outputs=\\[\\]"):
+        RepairOptions.from_settings(s, outputs=[]).check()
+    with pytest.raises(ParameterError, match=r"max_rounds=11 must be within 1\.\.10"):
+        RepairOptions.from_settings(s, max_rounds=11).check()
