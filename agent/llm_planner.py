@@ -85,6 +85,17 @@ def _fmt(s: Step) -> str:
     return s.action + "(" + ", ".join(f"{k}={v}" for k, v in s.params.items()) + ")"
 
 
+REASONING_MAX_CHARS = 240
+
+
+def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
+    """The plan schema with a length limit on each step's reasoning: a small model otherwise
+    rambles until max_tokens and the JSON is cut off."""
+    for variant in schema["properties"]["steps"]["items"]["anyOf"]:
+        variant["properties"]["reasoning"] = {"type": "string", "maxLength": REASONING_MAX_CHARS}
+    return schema
+
+
 class LLMPlanner:
     """Plans with an LLM over the OpenAI protocol; rules guard it and take over on refusal.
 
@@ -146,7 +157,7 @@ class LLMPlanner:
         self._client = client
         self._lock = threading.Lock()
         self.guard = guard or RulePlanner()
-        self.schema = plan_json_schema()
+        self.schema = _bounded(plan_json_schema())
 
     @property
     def backend(self) -> str:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from avagent.errors import AvagentError, MediaError
+from avagent.errors import AvagentError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
     )
     options.check()
+    if args.planner_lora is not None and not args.planner_lora.is_file():
+        raise ParameterError(f"--planner-lora {str(args.planner_lora)!r} is not a file")
     files, problems = expand_inputs(args.inputs)
     err = Console(stderr=True)
     for item, why in problems:
