@@ -111,7 +111,7 @@ def sample_indices(n_frames: int, k: int) -> np.ndarray:
 class _LLMCaptioner:
     """Shared machinery: the client, the once-per-process report, the fallback."""
 
-    name: ClassVar[str]
+    name: str
     modality: ClassVar[str]
 
     def __init__(
@@ -119,18 +119,36 @@ class _LLMCaptioner:
         base_url: str = "",
         model: str = "",
         *,
+        audio_base_url: str | None = None,
+        audio_model: str | None = None,
+        video_base_url: str | None = None,
+        video_model: str | None = None,
         api_key: str = "EMPTY",
         timeout_s: float = 60.0,
         max_retries: int = 1,
         max_tokens: int = 200,
         retry_after_s: float = 60.0,
+        n_frames: int = 8,
+        max_audio_s: float = 30.0,
     ) -> None:
+        # One set of keyword arguments builds both captioners of a pair (the registry's
+        # get_captioners): each takes its own modality's ``*_base_url`` / ``*_model`` when given.
+        own = {"audio": (audio_base_url, audio_model), "video": (video_base_url, video_model)}
+        url, name = own[self.modality]
+        base_url = base_url if url is None else url
+        model = model if name is None else name
         if max_tokens < 1:
             raise ParameterError(f"max_tokens={max_tokens} must be >= 1")
+        if not 1 <= n_frames <= 64:
+            raise ParameterError(f"n_frames={n_frames} must be within 1..64")
+        if max_audio_s <= 0:
+            raise ParameterError(f"max_audio_s={max_audio_s} must be > 0")
         self.base_url = base_url
         self.model = model
         self.max_tokens = int(max_tokens)
         self.retry_after_s = float(retry_after_s)
+        self.n_frames = int(n_frames)
+        self.max_audio_s = float(max_audio_s)
         self.client: Any = None
         if base_url:
             from avagent.agent.llm import LLMClient
@@ -192,14 +210,7 @@ class AudioLLMCaptioner(_LLMCaptioner):
     """Audio caption from an audio LLM (``input_audio``); sees the sound and nothing else."""
 
     name = "audio-llm"
-    modality = "audio"
-
-    def __init__(self, base_url: str = "", model: str = "", *, max_audio_s: float = 30.0,
-                 **kwargs: Any) -> None:
-        if max_audio_s <= 0:
-            raise ParameterError(f"max_audio_s={max_audio_s} must be > 0")
-        super().__init__(base_url, model, **kwargs)
-        self.max_audio_s = float(max_audio_s)
+    modality: ClassVar[str] = "audio"
 
     def messages(self, y: np.ndarray, *, sr: int) -> tuple[list[dict[str, Any]], str]:
         from avagent.agent.llm import audio_part, text_part
@@ -207,7 +218,7 @@ class AudioLLMCaptioner(_LLMCaptioner):
         wav = wav_bytes(y, sr=sr, max_s=self.max_audio_s)
         return [text_part(AUDIO_PROMPT), audio_part(wav, format="wav")], AUDIO_SYSTEM
 
-    def caption(self, y: np.ndarray, *, sr: int, facts: AudioFacts) -> str:
+    def caption(self, facts: AudioFacts, *, y: np.ndarray, sr: int) -> str:
         """The sound track's caption (the first ``max_audio_s`` seconds go to the server)."""
         return self._with_fallback(lambda: self.messages(y, sr=sr), lambda: audio_caption(facts))
 
@@ -216,35 +227,28 @@ class VisionLLMCaptioner(_LLMCaptioner):
     """Video caption from a vision LLM (frames as images); sees the picture and nothing else."""
 
     name = "vision-llm"
-    modality = "video"
-
-    def __init__(self, base_url: str = "", model: str = "", *, n_frames: int = 8,
-                 **kwargs: Any) -> None:
-        if not 1 <= n_frames <= 64:
-            raise ParameterError(f"n_frames={n_frames} must be within 1..64")
-        super().__init__(base_url, model, **kwargs)
-        self.n_frames = int(n_frames)
+    modality: ClassVar[str] = "video"
 
     def messages(self, frames: FrameSet) -> tuple[list[dict[str, Any]], str]:
         from avagent.agent.llm import image_part, text_part
 
         if frames.frames.shape[0] == 0:
             raise BackendError("no frames to caption")
+        # Colour frames when the decoder supplied them (``FrameSet.colour``), else the gray ones.
+        pictures = getattr(frames, "colour", None)
+        pictures = frames.frames if pictures is None else pictures
         idx = sample_indices(frames.frames.shape[0], self.n_frames)
         times = ", ".join(f"{frames.times_s[i]:.1f} s" for i in idx)
         prompt = VISION_PROMPT.format(n=idx.size, dur=frames.duration_s, times=times)
-        images = [image_part(jpeg_bytes(frames.frames[i]), mime="image/jpeg") for i in idx]
+        images = [image_part(jpeg_bytes(pictures[i]), mime="image/jpeg") for i in idx]
         return [text_part(prompt), *images], VISION_SYSTEM
 
-    def caption(self, frames: FrameSet, *, facts: VideoFacts) -> str:
+    def caption(self, facts: VideoFacts, *, frames: FrameSet | None) -> str:
         """The picture's caption from ``n_frames`` frames spread over the clip."""
+        if frames is None:
+            self.last = CaptionRun(source="embedded", error="no frames")
+            return video_caption(facts)
         return self._with_fallback(lambda: self.messages(frames), lambda: video_caption(facts))
-
-
-CAPTIONERS_LLM: dict[str, str] = {
-    "audio-llm": "avagent.agent.captioners_llm:AudioLLMCaptioner",
-    "vision-llm": "avagent.agent.captioners_llm:VisionLLMCaptioner",
-}
 
 
 def reset_reports() -> None:

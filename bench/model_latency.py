@@ -46,9 +46,9 @@ def captioners(calls: int, threads: int) -> list[str]:
     with LocalLlamaServer(n_threads=threads) as server:
         url = server.base_url
         for cap, run in ((AudioLLMCaptioner(url, retry_after_s=0.0, max_retries=0),
-                          lambda c: c.caption(y, sr=sr, facts=facts.audio)),
+                          lambda c: c.caption(facts.audio, y=y, sr=sr)),
                          (VisionLLMCaptioner(url, retry_after_s=0.0, max_retries=0, n_frames=4),
-                          lambda c: c.caption(frames, facts=facts.video))):
+                          lambda c: c.caption(facts.video, frames=frames))):
             times, outcome = [], ""
             for _ in range(calls):
                 reset_reports()

@@ -133,10 +133,16 @@ class PairMeasure:
         self._vision: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def vision(self, frames: FrameSet, starts_s: np.ndarray) -> np.ndarray:
-        """``(n, D)`` picture embeddings, cached by frame content and window starts."""
+    def vision(
+        self, frames: FrameSet, starts_s: np.ndarray, *, pictures: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(n, D)`` picture embeddings, cached by frame content and window starts.
+
+        ``pictures``: the frames to embed (e.g. colour ones), aligned with ``frames.times_s``;
+        default ``frames.frames``."""
+        pictures = frames.frames if pictures is None else pictures
         h = hashlib.blake2b(digest_size=16)
-        h.update(np.ascontiguousarray(frames.frames).data)
+        h.update(np.ascontiguousarray(pictures).data)
         h.update(np.ascontiguousarray(frames.times_s).data)
         h.update(np.ascontiguousarray(starts_s, dtype=np.float64).data)
         key = h.hexdigest()
@@ -144,7 +150,7 @@ class PairMeasure:
             if key in self._vision:
                 self._vision.move_to_end(key)
                 return self._vision[key]
-        x = pre.vision_clips(frames.frames, frames.times_s, starts_s)
+        x = pre.vision_clips(pictures, frames.times_s, starts_s)
         v = self.backend.embed("vision", x, batch_size=self.batch_size)
         with self._lock:
             self._vision[key] = v
@@ -212,10 +218,11 @@ class ImageBindScorer:
         if frames is None or frames.frames.shape[0] == 0:
             return self._audio_only(y, sr=sr)
         measure, cal = self._ready()
+        pictures = getattr(frames, "colour", None)  # colour when the decoder supplied it
         x16 = pre.to_mono_16k(y, sr=sr)
         duration = min(x16.size / pre.SAMPLE_RATE, float(frames.duration_s or x16.size / pre.SAMPLE_RATE))
         win = plan_windows(duration, **self.window_args)
-        v = measure.vision(frames, win.starts_s)
+        v = measure.vision(frames, win.starts_s, pictures=pictures)
         a = measure.audio(x16, win.starts_s, win.shifts_s)
         curve = curve_of(a, v)
         i0 = int(np.argmin(np.abs(win.shifts_s)))
@@ -241,25 +248,30 @@ class ImageBindScorer:
         base = self._embedded.score_facts(facts)
         return base.model_copy(update={"details": {**base.details, "imagebind": 0.0}})
 
-    # The scorer protocol of avagent.reflection.scorers (until the graph passes the input audio).
-    def score_facts(self, facts: Facts) -> Scores:
-        """Facts alone carry no sound for ImageBind: the embedded verdict (marked ``imagebind=0``)."""
-        base = self._embedded.score_facts(facts)
-        return base.model_copy(update={"details": {**base.details, "imagebind": 0.0}})
-
+    # The scorer protocol of avagent.reflection.scorers: one method for the input and candidates.
     def score(
         self,
         y: np.ndarray,
         *,
         sr: int,
-        frames: FrameSet | None,
-        before: Facts,
-        timing_changed: bool,
+        frames: FrameSet | None = None,
+        facts: Facts | None = None,
+        before: Facts | None = None,
+        timing_changed: bool = False,
     ) -> tuple[Scores, Facts]:
-        _, facts = self._embedded.score(
-            y, sr=sr, frames=frames, before=before, timing_changed=timing_changed
-        )
+        """ImageBind's scores of ``y`` against ``frames``, and the measured facts of ``y`` (the
+        caller's ``facts`` when given, else measured as the embedded scorer measures them, for
+        the planner's feedback)."""
+        if facts is None:
+            _, facts = self._embedded.score(
+                y, sr=sr, frames=frames, before=before, timing_changed=timing_changed
+            )
         return self.score_audio(y, sr=sr, frames=frames), facts
+
+    def score_facts(self, facts: Facts) -> Scores:
+        """Facts alone carry no sound for ImageBind: the embedded verdict (marked ``imagebind=0``)."""
+        base = self._embedded.score_facts(facts)
+        return base.model_copy(update={"details": {**base.details, "imagebind": 0.0}})
 
 
 def find_calibration(backend: ImageBindBackend, path: str | Path | None = None) -> Calibration:

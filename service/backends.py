@@ -39,10 +39,7 @@ def _openai_server(settings: Settings, model: str) -> dict[str, Any]:
 KWARGS: dict[tuple[Role, str], Callable[[Settings], dict[str, Any]]] = {
     ("planner", "llm"): lambda s: planner_kwargs(s, "llm"),
     ("planner", "vllm"): lambda s: _openai_server(s, s.planner_model),
-    ("captioner", "audio-llm"): lambda s: {"audio": captioner_kwargs(s, "audio-llm")},
-    ("captioner", "vision-llm"): lambda s: {"video": captioner_kwargs(s, "vision-llm")},
-    ("captioner", "llm"): lambda s: {"audio": captioner_kwargs(s, "audio-llm"),
-                                     "video": captioner_kwargs(s, "vision-llm")},
+    ("captioner", "llm"): captioner_kwargs,
     ("scorer", "imagebind"): imagebind_kwargs,
 }
 

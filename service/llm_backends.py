@@ -38,27 +38,20 @@ def imagebind_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def captioner_kwargs(settings: Settings, name: str) -> dict[str, Any]:
-    """Constructor arguments for captioner ``name`` (``audio-llm`` / ``vision-llm``); an empty
-    base URL leaves the captioner unconfigured, so it renders the embedded caption."""
-    common = {"api_key": settings.llm_api_key, "timeout_s": settings.caption_timeout_s,
-              "max_retries": settings.llm_max_retries}
-    if name == "audio-llm":
-        return {"base_url": settings.audio_caption_base_url or settings.llm_base_url,
-                "model": settings.audio_caption_model, **common}
-    if name == "vision-llm":
-        return {"base_url": settings.video_caption_base_url or settings.llm_base_url,
-                "model": settings.video_caption_model, "n_frames": settings.caption_frames,
-                **common}
-    return {}
-
-
-def caption_backends(settings: Settings) -> dict[str, str]:
-    """Which captioner each modality uses: ``captioner`` is embedded, audio-llm, vision-llm or
-    llm (both)."""
-    c = settings.captioner
-    return {"audio": "audio-llm" if c in ("audio-llm", "llm") else "embedded",
-            "video": "vision-llm" if c in ("vision-llm", "llm") else "embedded"}
+def captioner_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments that build both LLM captioners (``get_captioners("llm", **kw)``): each
+    takes its own modality's URL and model; an empty URL leaves that captioner unconfigured, so
+    it renders the embedded caption. A modality without a URL of its own uses ``llm_base_url``."""
+    return {
+        "audio_base_url": settings.audio_caption_base_url or settings.llm_base_url,
+        "audio_model": settings.audio_caption_model,
+        "video_base_url": settings.video_caption_base_url or settings.llm_base_url,
+        "video_model": settings.video_caption_model,
+        "api_key": settings.llm_api_key,
+        "timeout_s": settings.caption_timeout_s,
+        "max_retries": settings.llm_max_retries,
+        "n_frames": settings.caption_frames,
+    }
 
 
 def _probe(base_url: str, model: str, settings: Settings) -> tuple[bool, str]:
@@ -114,21 +107,19 @@ def describe_backends(settings: Settings, *, probe: bool = True) -> list[dict[st
     else:
         rows.append({"role": "planner", "backend": settings.planner, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})
-    chosen = caption_backends(settings)
+    kw = captioner_kwargs(settings)
     for role, modality in (("audio captioner", "audio"), ("video captioner", "video")):
-        kw = captioner_kwargs(settings, chosen[modality])
-        if kw.get("base_url"):
-            url, model = kw["base_url"], kw["model"]
+        url, model = kw[f"{modality}_base_url"], kw[f"{modality}_model"]
+        if settings.captioner == "llm" and url:
             ok, why = _probe(url, model, settings) if probe else (None, "")
-            rows.append({"role": role, "backend": f"{chosen[modality]} {url} "
-                         f"model={model or '(first listed)'}", "reachable": ok, "detail": why,
+            rows.append({"role": role, "backend": f"llm {url} model={model or '(first listed)'}",
+                         "reachable": ok, "detail": why,
                          "fallback": "embedded captions" + ("" if ok or ok is None
                                                             else " (server down)")})
         else:
             rows.append({"role": role, "backend": "embedded", "reachable": True,
                          "detail": "captions rendered from measured facts"
-                         + (f" ({chosen[modality]} has no server URL)"
-                            if chosen[modality] != "embedded" else ""),
+                         + (" (llm: no server URL for it)" if settings.captioner == "llm" else ""),
                          "fallback": "none needed"})
     if settings.scorer == "imagebind":
         ckpt = settings.imagebind_weights

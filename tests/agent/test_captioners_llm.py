@@ -63,8 +63,8 @@ def test_unconfigured_is_the_embedded_caption(clip) -> None:
     y, sr, frames, facts = clip
     a, v = AudioLLMCaptioner(), VisionLLMCaptioner()
     assert not a.configured and not v.configured
-    assert a.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
-    assert v.caption(frames, facts=facts.video) == video_caption(facts.video)
+    assert a.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
+    assert v.caption(facts.video, frames=frames) == video_caption(facts.video)
     assert a.last.source == v.last.source == "embedded"
 
 
@@ -81,7 +81,7 @@ def test_audio_request_carries_only_sound(scripted, clip) -> None:
     y, sr, _frames, facts = clip
     scripted.replies = [(200, chat_reply("  Clicks   over a faint hiss. "), 0.0)]
     cap = AudioLLMCaptioner(scripted.url, "qwen2-audio")
-    assert cap.caption(y, sr=sr, facts=facts.audio) == "Clicks over a faint hiss."
+    assert cap.caption(facts.audio, y=y, sr=sr) == "Clicks over a faint hiss."
     assert cap.last.source == "audio-llm" and cap.last.latency_s > 0
     body = scripted.requests[-1]["body"]
     assert body["model"] == "qwen2-audio"
@@ -102,7 +102,7 @@ def test_vision_request_carries_only_frames(scripted, clip) -> None:
     _y, _sr, frames, facts = clip
     scripted.replies = [(200, chat_reply("A white square jumps around a dark frame."), 0.0)]
     cap = VisionLLMCaptioner(scripted.url, "qwen2.5-vl", n_frames=4)
-    assert cap.caption(frames, facts=facts.video) == "A white square jumps around a dark frame."
+    assert cap.caption(facts.video, frames=frames) == "A white square jumps around a dark frame."
     assert cap.last.source == "vision-llm"
     parts = scripted.requests[-1]["body"]["messages"][1]["content"]
     assert [p["type"] for p in parts] == ["text"] + ["image_url"] * 4
@@ -122,8 +122,8 @@ def test_server_error_falls_back_reported_once(scripted, clip, caplog) -> None:
     scripted.replies = [(500, {"error": "boom"}, 0.0)] * 4
     cap = AudioLLMCaptioner(scripted.url, "m", max_retries=0, retry_after_s=0.0)
     with caplog.at_level(logging.DEBUG, logger="avagent.agent.captioners_llm"):
-        assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
-        assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+        assert cap.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
+        assert cap.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and scripted.url in warnings[0].getMessage()
     assert "HTTP 500" in cap.last.error and cap.last.source == "embedded"
@@ -134,8 +134,8 @@ def test_failed_server_is_skipped_for_a_while(scripted, clip) -> None:
     _y, _sr, frames, facts = clip
     scripted.replies = [(503, {"error": "loading"}, 0.0)]
     cap = VisionLLMCaptioner(scripted.url, "m", max_retries=0, retry_after_s=60.0)
-    cap.caption(frames, facts=facts.video)
-    cap.caption(frames, facts=facts.video)
+    cap.caption(facts.video, frames=frames)
+    cap.caption(facts.video, frames=frames)
     assert len(scripted.requests) == 1 and "skipped" in cap.last.error
 
 
@@ -144,7 +144,7 @@ def test_slow_server_times_out_to_the_fallback(scripted, clip) -> None:
     scripted.replies = [(200, chat_reply("too late"), 3.0)]
     cap = AudioLLMCaptioner(scripted.url, "m", timeout_s=0.5, max_retries=0)
     t0 = time.perf_counter()
-    assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    assert cap.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
     assert time.perf_counter() - t0 < 2.5
     assert "timed out" in cap.last.error
 
@@ -153,7 +153,7 @@ def test_empty_answer_falls_back(scripted, clip) -> None:
     _y, _sr, frames, facts = clip
     scripted.replies = [(200, chat_reply("   "), 0.0)]
     cap = VisionLLMCaptioner(scripted.url, "m", max_retries=0)
-    assert cap.caption(frames, facts=facts.video) == video_caption(facts.video)
+    assert cap.caption(facts.video, frames=frames) == video_caption(facts.video)
     assert "empty caption" in cap.last.error
 
 
@@ -163,5 +163,14 @@ def test_nothing_listening_falls_back(clip) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     cap = AudioLLMCaptioner(f"http://127.0.0.1:{port}/v1", "m", max_retries=0, timeout_s=2.0)
-    assert cap.caption(y, sr=sr, facts=facts.audio) == audio_caption(facts.audio)
+    assert cap.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
     assert "unreachable" in cap.last.error and f"127.0.0.1:{port}" in cap.last.error
+
+
+def test_one_set_of_kwargs_builds_both_captioners(scripted) -> None:
+    """The registry builds a pair from one dict: each takes its own modality's server."""
+    kw = {"audio_base_url": scripted.url, "audio_model": "qwen2-audio",
+          "video_base_url": "", "video_model": "qwen2.5-vl", "n_frames": 4}
+    a, v = AudioLLMCaptioner(**kw), VisionLLMCaptioner(**kw)
+    assert a.configured and a.model == "qwen2-audio"
+    assert not v.configured and v.n_frames == 4  # no video server: embedded captions

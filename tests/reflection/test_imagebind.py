@@ -230,6 +230,11 @@ def test_calibrate_then_score(small_ckpt, tmp_path) -> None:
         assert s1.details["imagebind"] == 1.0 and s1.details["sync_cannot_tell"] == 0.0
         assert s1.alignment == pytest.approx(cal.alignment(s1.details["cosine"]), abs=1e-3)
         assert scorer.score_audio(y, sr=sr, frames=frames) == s1  # deterministic
+        from avagent.agent.perceive import perceive
+
+        facts = perceive(y, sr=sr, frames=frames, audio_duration_s=6.0)
+        s2, used = scorer.score(y, sr=sr, frames=frames, facts=facts)  # the scorer protocol
+        assert s2 == s1 and used is facts
         # Another clip's sound under these frames gets another verdict.
         assert scorer.score_audio(clips[1][0], sr=sr, frames=frames).details["cosine"] != (
             s1.details["cosine"])

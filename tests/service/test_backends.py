@@ -37,11 +37,10 @@ def test_model_backends_get_their_settings_fields(tmp_path) -> None:
     assert (kw["base_url"], kw["api_key"], kw["model"]) == (
         "http://127.0.0.1:8001/v1", "k", "qwen-0.5b")
     both = backend(s, "captioner", "llm").kwargs
-    assert (both["audio"]["base_url"], both["audio"]["model"]) == (
+    assert (both["audio_base_url"], both["audio_model"]) == (
         "http://127.0.0.1:8001/v1", "a-cap")  # no audio URL of its own: the shared server
-    assert (both["video"]["base_url"], both["video"]["model"], both["video"]["n_frames"]) == (
+    assert (both["video_base_url"], both["video_model"], both["n_frames"]) == (
         "http://127.0.0.1:8002/v1", "v-cap", 4)
-    assert set(backend(s, "captioner", "audio-llm").kwargs) == {"audio"}
     ib = backend(s, "scorer", "imagebind").kwargs
     assert (ib["weights"], ib["device"], ib["dtype"]) == (tmp_path / "ib.pth", "cpu", "float32")
 
