@@ -1,8 +1,8 @@
 """Captioners over OpenAI-compatible multimodal LLM servers, each seeing only its own modality.
 
-``audio-llm`` sends the sound track, and nothing else, as an ``input_audio`` content part (base64
+``llm-audio`` sends the sound track, and nothing else, as an ``input_audio`` content part (base64
 WAV, 16 kHz mono PCM16: what Qwen2-Audio and Qwen2.5-Omni on vLLM take; Crab+ is built on the
-latter). ``vision-llm`` sends sampled frames, and nothing else, as ``image_url`` parts with JPEG
+latter). ``llm-video`` sends sampled frames, and nothing else, as ``image_url`` parts with JPEG
 data URIs (Qwen2.5-VL, Video-LLaVA on vLLM). Neither prompt mentions the other modality, so a
 planner reading both captions sees a mismatch the way the paper's two mLLM captioners let it.
 
@@ -58,7 +58,7 @@ VISION_PROMPT = (
 class CaptionRun:
     """What the last caption call did (for report.json ``backends`` and the latency table)."""
 
-    source: str  # "audio-llm" / "vision-llm" when the server answered, else "embedded"
+    source: str  # "llm-audio" / "llm-video" when the server answered, else "embedded"
     latency_s: float = 0.0
     error: str = ""
     model: str = ""
@@ -209,7 +209,7 @@ class _LLMCaptioner:
 class AudioLLMCaptioner(_LLMCaptioner):
     """Audio caption from an audio LLM (``input_audio``); sees the sound and nothing else."""
 
-    name = "audio-llm"
+    name = "llm-audio"
     modality: ClassVar[str] = "audio"
 
     def messages(self, y: np.ndarray, *, sr: int) -> tuple[list[dict[str, Any]], str]:
@@ -226,7 +226,7 @@ class AudioLLMCaptioner(_LLMCaptioner):
 class VisionLLMCaptioner(_LLMCaptioner):
     """Video caption from a vision LLM (frames as images); sees the picture and nothing else."""
 
-    name = "vision-llm"
+    name = "llm-video"
     modality: ClassVar[str] = "video"
 
     def messages(self, frames: FrameSet) -> tuple[list[dict[str, Any]], str]:

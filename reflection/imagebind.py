@@ -19,7 +19,7 @@ sync
     Too short for shifts (< 2 s + 2·sep): sync is 0.85, "cannot tell", as the embedded scorer.
 
 Audio-only inputs (no frames) have nothing for ImageBind to compare: alignment and sync then come
-from the embedded scorer, and ``details.imagebind`` is 0.
+from the embedded scorer's formulas, and ``details.imagebind`` is 0.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
 from avagent.reflection import imagebind_preprocess as pre
 from avagent.reflection.imagebind_model import ImageBindBackend, load_imagebind
-from avagent.reflection.scorers import ACCEPT, EmbeddedScorer, Scores, _clip01
+from avagent.reflection.scorers import ACCEPT, EmbeddedScorer, Scores, _clip01, scores_from_facts
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class ImageBindScorer:
         from avagent.perception.audio import analyze_audio
 
         facts = Facts(audio=analyze_audio(y, sr=sr, speech_quality=False), video=None, sync=None)
-        base = self._embedded.score_facts(facts)
+        base = scores_from_facts(facts)
         return base.model_copy(update={"details": {**base.details, "imagebind": 0.0}})
 
     # The scorer protocol of avagent.reflection.scorers: one method for the input and candidates.
@@ -267,11 +267,6 @@ class ImageBindScorer:
                 y, sr=sr, frames=frames, before=before, timing_changed=timing_changed
             )
         return self.score_audio(y, sr=sr, frames=frames), facts
-
-    def score_facts(self, facts: Facts) -> Scores:
-        """Facts alone carry no sound for ImageBind: the embedded verdict (marked ``imagebind=0``)."""
-        base = self._embedded.score_facts(facts)
-        return base.model_copy(update={"details": {**base.details, "imagebind": 0.0}})
 
 
 def find_calibration(backend: ImageBindBackend, path: str | Path | None = None) -> Calibration:

@@ -22,6 +22,7 @@ from avagent.service.llm_backends import captioner_kwargs, imagebind_kwargs, pla
 from avagent.service.settings import Settings
 
 if TYPE_CHECKING:
+    from avagent.agent.captions import Captioners
     from avagent.agent.planner import Planner
     from avagent.reflection.scorers import Scorer
 
@@ -91,6 +92,13 @@ def make_scorer(settings: Settings, override: Any = None) -> Scorer:
 
     b = backend(settings, "scorer", override)
     return get_scorer(b.name, **b.kwargs)
+
+
+def make_captioners(settings: Settings, override: Any = None) -> Captioners:
+    from avagent.agent.captions import get_captioners
+
+    b = backend(settings, "captioner", override)
+    return get_captioners(b.name, **b.kwargs)
 
 
 def needs_gpu(settings: Settings, planner: Any = None) -> bool:

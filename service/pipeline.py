@@ -18,7 +18,13 @@ import numpy as np
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from avagent.service.backends import backend_name, check_planner, make_planner, make_scorer
+from avagent.service.backends import (
+    backend_name,
+    check_planner,
+    make_captioners,
+    make_planner,
+    make_scorer,
+)
 from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE, Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -141,6 +147,7 @@ def repair_file(
     context = AgentContext(
         planner=make_planner(settings, options.planner),
         scorer=make_scorer(settings),
+        captioners=make_captioners(settings),
         max_rounds=int(options.max_rounds),
         threshold=float(options.threshold),
         progress=emit,
@@ -179,6 +186,11 @@ def repair_file(
         timings=timings,
         outputs=written,
     )
+    # Where each caption came from (an LLM captioner falls back to the embedded one).
+    report["backends"]["captions_from"] = {
+        m: getattr(getattr(getattr(context.captioners, m), "last", None), "source", "embedded")
+        for m in ("audio", "video")
+    }
     if "report" in options.outputs:
         report["outputs"]["report"] = str(paths["report"])
         with media.atomic_output(paths["report"]) as tmp:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = "EMPTY"
     planner_model: str = ""
-    # Captioners over OpenAI-compatible servers (--captioner audio-llm / vision-llm / llm);
+    # Captioners over OpenAI-compatible servers (AVAGENT_CAPTIONER=llm: llm-audio + llm-video);
     # an empty base URL means "not configured": the embedded captions are used.
     audio_caption_base_url: str = ""  # e.g. vLLM serving Qwen2-Audio / Qwen2.5-Omni
     audio_caption_model: str = ""

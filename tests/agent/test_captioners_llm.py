@@ -82,7 +82,7 @@ def test_audio_request_carries_only_sound(scripted, clip) -> None:
     scripted.replies = [(200, chat_reply("  Clicks   over a faint hiss. "), 0.0)]
     cap = AudioLLMCaptioner(scripted.url, "qwen2-audio")
     assert cap.caption(facts.audio, y=y, sr=sr) == "Clicks over a faint hiss."
-    assert cap.last.source == "audio-llm" and cap.last.latency_s > 0
+    assert cap.last.source == "llm-audio" and cap.last.latency_s > 0
     body = scripted.requests[-1]["body"]
     assert body["model"] == "qwen2-audio"
     user = [m for m in body["messages"] if m["role"] == "user"]
@@ -103,7 +103,7 @@ def test_vision_request_carries_only_frames(scripted, clip) -> None:
     scripted.replies = [(200, chat_reply("A white square jumps around a dark frame."), 0.0)]
     cap = VisionLLMCaptioner(scripted.url, "qwen2.5-vl", n_frames=4)
     assert cap.caption(facts.video, frames=frames) == "A white square jumps around a dark frame."
-    assert cap.last.source == "vision-llm"
+    assert cap.last.source == "llm-video"
     parts = scripted.requests[-1]["body"]["messages"][1]["content"]
     assert [p["type"] for p in parts] == ["text"] + ["image_url"] * 4
     assert "4 frames" in parts[0]["text"] and "4.0 s video" in parts[0]["text"]
@@ -174,3 +174,37 @@ def test_one_set_of_kwargs_builds_both_captioners(scripted) -> None:
     a, v = AudioLLMCaptioner(**kw), VisionLLMCaptioner(**kw)
     assert a.configured and a.model == "qwen2-audio"
     assert not v.configured and v.n_frames == 4  # no video server: embedded captions
+
+
+def test_registered_as_the_llm_pair(scripted) -> None:
+    from avagent.agent.captions import get_captioners
+
+    pair = get_captioners("llm", audio_base_url=scripted.url, video_base_url="")
+    assert isinstance(pair.audio, AudioLLMCaptioner) and pair.audio.configured
+    assert isinstance(pair.video, VisionLLMCaptioner) and not pair.video.configured
+
+
+@pytest.mark.media
+def test_repair_uses_the_llm_captions_and_reports_their_source(scripted, video_path,
+                                                               tmp_path) -> None:
+    """Settings → service/backends → the graph: the audio caption comes from the (scripted)
+    audio server, the video one falls back (its server is down), report.json says which."""
+    from avagent.service.pipeline import RepairOptions, repair_file
+    from avagent.service.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    scripted.replies = [(200, chat_reply("A voice over a low hum."), 0.0)]
+    settings = Settings(cache_dir=tmp_path, captioner="llm", audio_caption_base_url=scripted.url,
+                        audio_caption_model="qwen2-audio", video_caption_base_url=dead,
+                        llm_max_retries=0, caption_timeout_s=2.0)
+    report = repair_file(video_path, tmp_path / "out", settings=settings,
+                         options=RepairOptions.from_settings(settings, max_rounds=1,
+                                                             outputs=["report"]))
+    assert report["captions"]["audio"] == "A voice over a low hum."
+    assert report["captions"]["video"].startswith("Video ")  # the embedded caption
+    assert report["backends"]["captioner"] == "llm"
+    assert report["backends"]["captions_from"] == {"audio": "llm-audio", "video": "embedded"}
+    sent = [r["body"] for r in scripted.requests if r["path"].endswith("/chat/completions")]
+    assert len(sent) == 1 and "image_url" not in str(sent[0])
