@@ -303,3 +303,49 @@ def test_calibration_script_on_real_videos(small_ckpt, video_path, bunny_path, t
     assert s.details["imagebind"] == 1.0 and 0.0 <= s.alignment <= 1.0
     assert imagebind_calibrate.main([str(video_path), "--weights", str(tmp_path / "no.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@needs_imagebind
+@pytest.mark.media
+def test_repair_with_the_imagebind_scorer(small_ckpt, video_path, tmp_path) -> None:
+    """Settings → service/backends → the graph: the input and the candidate are both scored by
+    ImageBind; without weights the repair stops with a BackendError naming the setting."""
+    import shutil
+
+    from avagent.reflection import imagebind_model as ibm
+    from avagent.reflection.imagebind import calibrate
+    from avagent.service import media
+    from avagent.service.pipeline import RepairOptions, repair_file
+    from avagent.service.settings import Settings
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(small_ckpt[0], weights)
+    rng = np.random.default_rng(9)
+    clips = [moving_block_av(rng, 0.0, dur=6.0, sr=16000) for _ in range(2)]
+    cal = calibrate(ibm.load_imagebind(weights, device="cpu"), clips, shifts_s=(-0.5, 0.5),
+                    max_windows=2)
+    weights.with_name(weights.name + ".calibration.json").write_text(cal.model_dump_json())
+    settings = Settings(cache_dir=tmp_path, scorer="imagebind", imagebind_weights=weights,
+                        imagebind_device="cpu")
+    opts = RepairOptions.from_settings(settings, max_rounds=1, outputs=["report"])
+    report = repair_file(video_path, tmp_path / "out", settings=settings, options=opts)
+    assert report["backends"]["scorer"] == "imagebind"
+    assert report["baseline"]["details"]["imagebind"] == 1.0
+    for r in report["rounds"]:
+        assert r["scores"]["details"]["imagebind"] == 1.0
+    y, sr = media.load_audio(video_path)
+    assert report["baseline"]["details"]["cosine"] == pytest.approx(
+        get_cosine(weights, y, sr, video_path, settings), abs=1e-3)
+    with pytest.raises(BackendError, match="AVAGENT_IMAGEBIND_WEIGHTS"):
+        bad = Settings(cache_dir=tmp_path, scorer="imagebind")
+        repair_file(video_path, tmp_path / "out2", settings=bad, options=opts)
+    assert not (tmp_path / "out2").exists()  # nothing half-written
+
+
+def get_cosine(weights, y, sr, video_path, settings) -> float:
+    from avagent.reflection.imagebind import ImageBindScorer
+    from avagent.service import media
+
+    frames = media.load_frames(video_path, fps=settings.frame_rate_hz, width=settings.frame_width)
+    return ImageBindScorer(weights, device="cpu").score_audio(y, sr=sr, frames=frames).details[
+        "cosine"]
