@@ -41,7 +41,7 @@ from avagent.errors import BackendError, ParameterError
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
 from avagent.reflection import imagebind_preprocess as pre
-from avagent.reflection.imagebind_model import ImageBindBackend, load_imagebind
+from avagent.reflection.imagebind_model import ImageBindBackend, check_weights, load_imagebind
 from avagent.reflection.scorers import ACCEPT, EmbeddedScorer, Scores, _clip01, scores_from_facts
 
 logger = logging.getLogger(__name__)
@@ -194,6 +194,7 @@ class ImageBindScorer:
             )
         if max_windows < 1:
             raise ParameterError(f"max_windows={max_windows} must be >= 1")
+        check_weights(weights)  # a missing file fails when the scorer is made, not per clip
         self.weights = weights
         self.device = device
         self.dtype = dtype
@@ -205,7 +206,7 @@ class ImageBindScorer:
         self._calibration: Calibration | None = None
         self._embedded = EmbeddedScorer()
 
-    # Loading is lazy: constructing the scorer (e.g. in the registry) touches no weights.
+    # Loading is lazy: constructing the scorer only checks that the weights file exists.
     def _ready(self) -> tuple[PairMeasure, Calibration]:
         if self._measure is None or self._calibration is None:
             backend = load_imagebind(self.weights, device=self.device, dtype=self.dtype)

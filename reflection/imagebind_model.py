@@ -216,13 +216,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_imagebind(
-    path: str | Path | None, *, device: str | None = None, dtype: str = "float32"
-) -> ImageBindBackend:
-    """Load the checkpoint at ``path`` once per (path, device, dtype); CUDA when present.
-
-    A file replaced on disk (another size or modification time) is loaded again.
-    """
+def check_weights(path: str | Path | None) -> Path:
+    """``path`` as a Path when it names a file; else a BackendError saying what to set."""
     if path is None or str(path) == "":
         raise BackendError(
             "the imagebind scorer needs weights: set AVAGENT_IMAGEBIND_WEIGHTS to a checkpoint "
@@ -232,6 +227,17 @@ def load_imagebind(
     p = Path(path).expanduser()
     if not p.is_file():
         raise BackendError(f"ImageBind weights not found: {str(p)!r} (AVAGENT_IMAGEBIND_WEIGHTS)")
+    return p
+
+
+def load_imagebind(
+    path: str | Path | None, *, device: str | None = None, dtype: str = "float32"
+) -> ImageBindBackend:
+    """Load the checkpoint at ``path`` once per (path, device, dtype); CUDA when present.
+
+    A file replaced on disk (another size or modification time) is loaded again.
+    """
+    p = check_weights(path)
     if dtype not in ("float32", "float16", "bfloat16"):
         raise BackendError(f"dtype={dtype!r} must be float32, float16 or bfloat16")
     dev = device or default_device()

@@ -208,3 +208,24 @@ def test_repair_uses_the_llm_captions_and_reports_their_source(scripted, video_p
     assert report["backends"]["captions_from"] == {"audio": "llm-audio", "video": "embedded"}
     sent = [r["body"] for r in scripted.requests if r["path"].endswith("/chat/completions")]
     assert len(sent) == 1 and "image_url" not in str(sent[0])
+
+
+def test_real_llama_cpp_server_with_a_text_model(llama_server, clip) -> None:
+    """SmolLM2-135M on llama.cpp's real OpenAI server: a text-only model, so it refuses both
+    media request shapes (the fallback then gives the embedded caption), while the same prompt
+    without media is answered (the refusal is about the parts, not the server)."""
+    from avagent.agent.captioners_llm import AUDIO_PROMPT, AUDIO_SYSTEM
+    from avagent.agent.llm import LLMClient
+
+    y, sr, frames, facts = clip
+    url = llama_server.base_url
+    audio = AudioLLMCaptioner(url, max_retries=0, retry_after_s=0.0)
+    assert audio.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
+    assert audio.last.source == "embedded" and AUDIO_REFUSAL in audio.last.error
+    video = VisionLLMCaptioner(url, max_retries=0, retry_after_s=0.0, n_frames=2)
+    assert video.caption(facts.video, frames=frames) == video_caption(facts.video)
+    assert video.last.source == "embedded" and VIDEO_REFUSAL in video.last.error
+    with LLMClient(url, max_retries=0, dialect="none") as client:
+        r = client.chat([{"role": "system", "content": AUDIO_SYSTEM},
+                         {"role": "user", "content": AUDIO_PROMPT}], max_tokens=40, seed=0)
+    assert r.text.strip() and r.usage.get("completion_tokens", 0) > 0

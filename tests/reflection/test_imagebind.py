@@ -258,8 +258,9 @@ def test_scorer_arguments_and_registry() -> None:
 
     assert SCORERS["imagebind"] == "avagent.reflection.imagebind:ImageBindScorer"
     with pytest.raises(ParameterError, match="shift_step_s"):
-        ImageBindScorer("x.pt", shift_step_s=0.6, sep_s=0.5)
-    ImageBindScorer(None)  # constructing loads nothing; the first score does
+        ImageBindScorer(__file__, shift_step_s=0.6, sep_s=0.5)
+    with pytest.raises(BackendError, match="AVAGENT_IMAGEBIND_WEIGHTS"):
+        ImageBindScorer(None)  # made without weights: fails at once, not on every clip
 
 
 @needs_imagebind
@@ -349,3 +350,20 @@ def get_cosine(weights, y, sr, video_path, settings) -> float:
     frames = media.load_frames(video_path, fps=settings.frame_rate_hz, width=settings.frame_width)
     return ImageBindScorer(weights, device="cpu").score_audio(y, sr=sr, frames=frames).details[
         "cosine"]
+
+
+@pytest.mark.media
+def test_cli_imagebind_without_weights_is_one_clear_line(video_path, tmp_path, capsys,
+                                                         monkeypatch) -> None:
+    from avagent.service.cli import main
+    from avagent.service.settings import get_settings
+
+    monkeypatch.delenv("AVAGENT_IMAGEBIND_WEIGHTS", raising=False)
+    get_settings.cache_clear()
+    code = main(["repair", str(video_path), "-o", str(tmp_path / "o"), "--quiet",
+                 "--scorer", "imagebind", "--imagebind-weights", str(tmp_path / "none.pth")])
+    get_settings.cache_clear()
+    assert code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ImageBind weights not found" in err[0] and "none.pth" in err[0]
+    assert not (tmp_path / "o").exists()  # refused before any file was decoded
