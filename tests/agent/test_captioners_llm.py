@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 import socket
 import time
 import wave
@@ -210,6 +211,11 @@ def test_repair_uses_the_llm_captions_and_reports_their_source(scripted, video_p
     assert len(sent) == 1 and "image_url" not in str(sent[0])
 
 
+# What llama.cpp's server (llama-cpp-python 0.3.36) answers to each media part for a text model.
+AUDIO_REFUSAL = r"HTTP [45]\d\d"
+VIDEO_REFUSAL = r"HTTP [45]\d\d"
+
+
 def test_real_llama_cpp_server_with_a_text_model(llama_server, clip) -> None:
     """SmolLM2-135M on llama.cpp's real OpenAI server: a text-only model, so it refuses both
     media request shapes (the fallback then gives the embedded caption), while the same prompt
@@ -221,10 +227,10 @@ def test_real_llama_cpp_server_with_a_text_model(llama_server, clip) -> None:
     url = llama_server.base_url
     audio = AudioLLMCaptioner(url, max_retries=0, retry_after_s=0.0)
     assert audio.caption(facts.audio, y=y, sr=sr) == audio_caption(facts.audio)
-    assert audio.last.source == "embedded" and AUDIO_REFUSAL in audio.last.error
+    assert audio.last.source == "embedded" and re.search(AUDIO_REFUSAL, audio.last.error)
     video = VisionLLMCaptioner(url, max_retries=0, retry_after_s=0.0, n_frames=2)
     assert video.caption(facts.video, frames=frames) == video_caption(facts.video)
-    assert video.last.source == "embedded" and VIDEO_REFUSAL in video.last.error
+    assert video.last.source == "embedded" and re.search(VIDEO_REFUSAL, video.last.error)
     with LLMClient(url, max_retries=0, dialect="none") as client:
         r = client.chat([{"role": "system", "content": AUDIO_SYSTEM},
                          {"role": "user", "content": AUDIO_PROMPT}], max_tokens=40, seed=0)
