@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from avagent.actions import action_names
 from avagent.bench import corrupt, signals
 
 logger = logging.getLogger(__name__)
 
 SR = signals.SR
-NOISE_ACTIONS = ("spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating")
+NOISE_ACTIONS = action_names("noise")
 # (label, action, params): defaults first, then the one tuned variant worth showing.
 NOISE_VARIANTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     *((a, a, {}) for a in NOISE_ACTIONS),

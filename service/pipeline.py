@@ -79,7 +79,6 @@ def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, P
 
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
-    from avagent.agent.captions import audio_caption, video_caption
     from avagent.agent.perceive import perceive
     from avagent.service import media
 
@@ -93,12 +92,10 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
         else None
     )
     facts = perceive(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+    captions = make_captioners(settings).describe(facts, y=y, sr=sr, frames=frames)
     return {
         "input": str(path),
-        "captions": {
-            "audio": audio_caption(facts.audio),
-            "video": video_caption(facts.video) if facts.video else "",
-        },
+        "captions": captions,
         "analysis": facts.model_dump(mode="json"),
     }
 
