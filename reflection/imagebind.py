@@ -200,7 +200,7 @@ class ImageBindScorer:
         self.dtype = dtype
         self.calibration_path = calibration
         self.batch_size = batch_size
-        self.window_args = {"max_windows": max_windows, "max_shift_s": max_shift_s,
+        self.window_args: dict[str, Any] = {"max_windows": max_windows, "max_shift_s": max_shift_s,
                             "shift_step_s": shift_step_s, "sep_s": sep_s}
         self._measure: PairMeasure | None = None
         self._calibration: Calibration | None = None

@@ -187,7 +187,7 @@ class ImageBindBackend:
 
         if modality not in KEEP:
             raise BackendError(f"modality={modality!r} is not loaded; loaded: {', '.join(KEEP)}")
-        m = self.model
+        m: Any = self.model  # ImageBindModel: ModuleDicts keyed by modality
         dt = getattr(torch, self.dtype)
         outs: list[np.ndarray] = []
         with self.lock, torch.inference_mode():
