@@ -1,57 +1,13 @@
-"""Settings → keyword arguments of the LLM-backed agent parts (the agent itself reads no Settings)."""
+"""Where each role's backend stands: configured, reachable, and the fallback in force (for
+``avagent backends``; the backends themselves are built by :mod:`avagent.service.backends`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from avagent.service.backends import llm_captioners
 from avagent.service.settings import Settings
-
-
-def planner_kwargs(settings: Settings, name: str) -> dict[str, Any]:
-    """Constructor arguments for planner ``name`` (only ``llm`` takes any)."""
-    if name != "llm":
-        return {}
-    base_url = settings.planner_base_url or settings.llm_base_url
-    return {
-        "base_url": base_url,
-        "model": settings.planner_model,
-        "api_key": settings.llm_api_key,
-        "lora_path": settings.planner_lora,
-        "model_path": settings.planner_gguf,
-        "n_threads": settings.planner_threads,
-        "timeout_s": settings.llm_timeout_s,
-        "max_retries": settings.llm_max_retries,
-        "concurrency": settings.llm_concurrency,
-        "dialect": settings.llm_dialect,
-    }
-
-
-def imagebind_kwargs(settings: Settings) -> dict[str, Any]:
-    """Constructor arguments of the ``imagebind`` scorer."""
-    return {
-        "weights": settings.imagebind_weights,
-        "calibration": settings.imagebind_calibration,
-        "device": settings.imagebind_device or None,
-        "dtype": settings.imagebind_dtype,
-        "batch_size": settings.imagebind_batch_size,
-    }
-
-
-def captioner_kwargs(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments that build both LLM captioners (``get_captioners("llm", **kw)``): each
-    takes its own modality's URL and model; an empty URL leaves that captioner unconfigured, so
-    it renders the embedded caption. A modality without a URL of its own uses ``llm_base_url``."""
-    return {
-        "audio_base_url": settings.audio_caption_base_url or settings.llm_base_url,
-        "audio_model": settings.audio_caption_model,
-        "video_base_url": settings.video_caption_base_url or settings.llm_base_url,
-        "video_model": settings.video_caption_model,
-        "api_key": settings.llm_api_key,
-        "timeout_s": settings.caption_timeout_s,
-        "max_retries": settings.llm_max_retries,
-        "n_frames": settings.caption_frames,
-    }
 
 
 def _probe(base_url: str, model: str, settings: Settings) -> tuple[bool, str]:
@@ -107,7 +63,7 @@ def describe_backends(settings: Settings, *, probe: bool = True) -> list[dict[st
     else:
         rows.append({"role": "planner", "backend": settings.planner, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})
-    kw = captioner_kwargs(settings)
+    kw = llm_captioners(settings)
     for role, modality in (("audio captioner", "audio"), ("video captioner", "video")):
         url, model = kw[f"{modality}_base_url"], kw[f"{modality}_model"]
         if settings.captioner == "llm" and url:
