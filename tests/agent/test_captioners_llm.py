@@ -237,3 +237,17 @@ def test_real_llama_cpp_server_with_a_text_model(llama_server, clip) -> None:
         r = client.chat([{"role": "system", "content": AUDIO_SYSTEM},
                          {"role": "user", "content": AUDIO_PROMPT}], max_tokens=40, seed=0)
     assert r.text.strip() and r.usage.get("completion_tokens", 0) > 0
+
+
+def test_avagent_backends_reports_each_captioner(scripted, tmp_path) -> None:
+    from avagent.service.backend_status import describe_backends
+    from avagent.service.settings import Settings
+
+    scripted.replies = [(200, {"object": "list", "data": [{"id": "qwen2-audio"}]}, 0.0)]
+    s = Settings(cache_dir=tmp_path, captioner="llm", audio_caption_base_url=scripted.url,
+                 audio_caption_model="qwen2-audio")
+    rows = {r["role"]: r for r in describe_backends(s)}
+    audio, video = rows["audio captioner"], rows["video captioner"]
+    assert audio["reachable"] is True and scripted.url in audio["backend"]
+    assert audio["fallback"] == "embedded captions"
+    assert video["backend"] == "embedded" and "no server URL" in video["detail"]
