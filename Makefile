@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
 	# Planner training and the GGUF → HF conversion the vLLM test uses (torch pinned: CPU build).
 	$(PY) -m pip install -q 'torch==2.13.0' -e '.[train]'
+	# ImageBind's model classes (CC BY-NC-SA 4.0) for the imagebind scorer and its tests;
+	# --no-deps: see the 'imagebind' extra in pyproject.toml.
+	$(PY) -m pip install -q -e '.[imagebind]' && $(PY) -m pip install -q --no-deps 'imagebind-unofficial==0.1.1'
 	rm -f $(VENV)/.installed-*; touch $@
 
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from avagent.service.backends import llm_captioners
 from avagent.service.settings import Settings
 
 
@@ -62,23 +63,27 @@ def describe_backends(settings: Settings, *, probe: bool = True) -> list[dict[st
     else:
         rows.append({"role": "planner", "backend": settings.planner, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})
-    for role, model in (("audio captioner", settings.audio_caption_model),
-                        ("video captioner", settings.video_caption_model)):
-        if settings.captioner != "embedded" and settings.llm_base_url and model:
-            ok, why = _probe(settings.llm_base_url, model, settings) if probe else (None, "")
-            rows.append({"role": role, "backend": f"{settings.captioner} {settings.llm_base_url} "
-                         f"model={model}", "reachable": ok, "detail": why,
-                         "fallback": "embedded captions" + ("" if ok else " (server down)")})
+    kw = llm_captioners(settings)
+    for role, modality in (("audio captioner", "audio"), ("video captioner", "video")):
+        url, model = kw[f"{modality}_base_url"], kw[f"{modality}_model"]
+        if settings.captioner == "llm" and url:
+            ok, why = _probe(url, model, settings) if probe else (None, "")
+            rows.append({"role": role, "backend": f"llm {url} model={model or '(first listed)'}",
+                         "reachable": ok, "detail": why,
+                         "fallback": "embedded captions" + ("" if ok or ok is None
+                                                            else " (server down)")})
         else:
             rows.append({"role": role, "backend": "embedded", "reachable": True,
-                         "detail": "captions rendered from measured facts",
+                         "detail": "captions rendered from measured facts"
+                         + (" (llm: no server URL for it)" if settings.captioner == "llm" else ""),
                          "fallback": "none needed"})
     if settings.scorer == "imagebind":
-        ckpt = settings.imagebind_checkpoint
+        ckpt = settings.imagebind_weights
         ok = bool(ckpt and Path(ckpt).is_file())
         rows.append({"role": "scorer", "backend": "imagebind", "reachable": ok,
-                     "detail": f"checkpoint {ckpt}" if ckpt else "no imagebind_checkpoint set",
-                     "fallback": "none needed" if ok else "embedded (signal-based) scorer"})
+                     "detail": f"weights {ckpt}" if ckpt else "AVAGENT_IMAGEBIND_WEIGHTS not set",
+                     "fallback": "none needed" if ok
+                     else "none: repairs fail with a BackendError until the weights exist"})
     else:
         rows.append({"role": "scorer", "backend": settings.scorer, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})

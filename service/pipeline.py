@@ -198,6 +198,11 @@ def repair_file(
         timings=timings,
         outputs=written,
     )
+    # Where each caption came from (an LLM captioner falls back to the embedded one).
+    report["backends"]["captions_from"] = {
+        m: getattr(getattr(getattr(context.captioners, m), "last", None), "source", "embedded")
+        for m in ("audio", "video")
+    }
     if "report" in options.outputs:
         report["outputs"]["report"] = str(paths["report"])
         with media.atomic_output(paths["report"]) as tmp:

@@ -46,9 +46,21 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = "EMPTY"
     planner_model: str = ""
+    # Captioners over OpenAI-compatible servers (AVAGENT_CAPTIONER=llm: llm-audio + llm-video);
+    # an empty base URL means "not configured": the embedded captions are used.
+    audio_caption_base_url: str = ""  # e.g. vLLM serving Qwen2-Audio / Qwen2.5-Omni
     audio_caption_model: str = ""
+    video_caption_base_url: str = ""  # e.g. vLLM serving Qwen2.5-VL / Video-LLaVA
     video_caption_model: str = ""
-    imagebind_checkpoint: Path | None = None
+    caption_timeout_s: float = Field(60.0, gt=0, description="one caption request, seconds")
+    caption_frames: int = Field(8, ge=1, le=64, description="frames sent to the vision LLM")
+    # ImageBind scorer (--scorer imagebind): user-supplied weights (Meta's imagebind_huge.pth or
+    # our checkpoint format) and their calibration (default: <weights>.calibration.json).
+    imagebind_weights: Path | None = None
+    imagebind_calibration: Path | None = None
+    imagebind_device: str = ""  # empty: cuda when present, else cpu
+    imagebind_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    imagebind_batch_size: int = Field(16, ge=1)
     # The LLM planner (--planner llm): a server (vLLM with our LoRA as `planner_model`), or with
     # no URL the embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora override its files).
     planner_base_url: str = Field("", description="empty: llm_base_url; both empty: embedded")

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="LoRA adapter (GGUF) for the embedded LLM planner")
     p.add_argument("--llm-url", default=None, metavar="URL",
                    help="OpenAI-compatible server for the LLM planner (default: embedded model)")
+    p.add_argument("--scorer", default=None, help="embedded (default) or imagebind")
+    p.add_argument("--captioner", default=None, help="embedded (default) or llm")
+    p.add_argument("--imagebind-weights", type=Path, default=None, metavar="PTH",
+                   help="ImageBind checkpoint for --scorer imagebind (AVAGENT_IMAGEBIND_WEIGHTS)")
     p.add_argument("--max-rounds", type=int, default=None, help="plan/act/reflect rounds (3)")
     p.add_argument("--threshold", type=float, default=None, help="accept when both scores ≥ (0.85)")
     p.add_argument(
@@ -112,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from avagent.service.settings import get_settings
 
     settings = get_settings()
-    overrides = {"planner_lora": args.planner_lora, "planner_base_url": args.llm_url}
+    overrides = {"planner_lora": args.planner_lora, "planner_base_url": args.llm_url,
+                 "scorer": args.scorer, "captioner": args.captioner,
+                 "imagebind_weights": args.imagebind_weights}
     if any(v is not None for v in overrides.values()):
         settings = settings.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}
@@ -122,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
     )
     options.check()
+    from avagent.service.backends import make_captioners, make_scorer
+
+    make_scorer(settings)  # an unknown scorer or captioner name fails here, once, not per file
+    make_captioners(settings)
     if args.planner_lora is not None and not args.planner_lora.is_file():
         raise ParameterError(f"--planner-lora {str(args.planner_lora)!r} is not a file")
     files, problems = expand_inputs(args.inputs)

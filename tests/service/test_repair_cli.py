@@ -130,6 +130,8 @@ def test_folder_and_glob_inputs(tmp_path, video_path, speech_path):
         (["--max-rounds", "0"], "max_rounds=0"),
         (["--threshold", "2"], "threshold=2"),
         (["--outputs", "mp3"], "outputs="),
+        (["--scorer", "clap"], "unknown scorer 'clap'"),
+        (["--captioner", "gpt4o"], "unknown captioner 'gpt4o'"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, speech_path, capsys, args, message):
