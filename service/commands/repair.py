@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--outputs", default="wav,video,report", help="comma list of wav, video, report"
     )
+    p.add_argument("--format", default=None, help="repaired audio file: wav (default) or flac")
+    p.add_argument("--subtype", default=None, help="PCM_16, PCM_24, PCM_32, FLOAT (default: the input's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     options = RepairOptions.from_settings(
         settings, planner=args.planner, max_rounds=args.max_rounds, threshold=args.threshold,
         outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
+        audio_format=args.format, subtype=args.subtype,
     )
     options.check()
     files, problems = expand_inputs(args.inputs)

@@ -51,6 +51,8 @@ from avagent.service.media.write import (
     AUDIO_WRITE_EXTS,
     atomic_output,
     refuse_overwrite,
+    subtype_for,
+    subtypes,
     write_audio,
 )
 
@@ -69,5 +71,7 @@ __all__ = [
     "probe",
     "refuse_overwrite",
     "remux",
+    "subtype_for",
+    "subtypes",
     "write_audio",
 ]
