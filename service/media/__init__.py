@@ -44,7 +44,7 @@ from avagent.service.media.container import (
     PathLike,
     probe,
 )
-from avagent.service.media.decode import load_audio
+from avagent.service.media.decode import iter_audio, load_audio
 from avagent.service.media.frames import iter_frames, load_frames
 from avagent.service.media.remuxing import remux
 from avagent.service.media.write import (
@@ -65,6 +65,7 @@ __all__ = [
     "MediaInfo",
     "PathLike",
     "atomic_output",
+    "iter_audio",
     "iter_frames",
     "load_audio",
     "load_frames",
