@@ -221,7 +221,8 @@ def analyze_window(
     if not has_speech:
         noise = noise_psd(spec, None, music=music >= 0.5, keep_f0=hum_hz)
         snr = snr_from(spec, noise, None)
-    floor_db = float(db(noise.sum()))
+    # no floor above the sound itself (a held full-scale tone once read +4 dBFS)
+    floor_db = min(float(db(noise.sum())), float(db(ms)))
     tick("snr")
 
     kind, conf, snr = classify_noise(
