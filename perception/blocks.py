@@ -130,7 +130,8 @@ def summarize(
     kind = max(votes, key=lambda k: (votes[k], -min(i for i in live if facts[i].noise_kind == k)))
     agree = [i for i in live if facts[i].noise_kind == kind]
     hum = [i for i in live if facts[i].hum_hz is not None]
-    has_hum = (len(hum) * 2 >= len(live) and kind == NoiseKind.HUM) or len(hum) * 2 > len(live)
+    # a hum verdict always names its frequency; otherwise most windows must hear the hum
+    has_hum = bool(hum) and (kind == NoiseKind.HUM or len(hum) * 2 > len(live))
 
     def med(values: list[float]) -> float:
         return float(np.median(values)) if values else 0.0

@@ -108,3 +108,29 @@ def test_one_sample_and_eight_different_channels(rng):
     assert f.channels == 8
     assert -70.0 < f.noise_floor_db < -40.0  # the four hissing channels, mixed down
     assert f.snr_db > 10.0
+
+
+def _window(kind: NoiseKind, floor: float, snr: float, hum: float | None = None, silent=False):
+    from avagent.perception.facts import AudioFacts
+
+    return AudioFacts(duration_s=10.0, sample_rate=SR, channels=1, silent=silent,
+                      noise_floor_db=floor, snr_db=snr, noise_kind=kind, noise_confidence=0.8,
+                      hum_hz=hum, hum_db=None if hum is None else 20.0)
+
+
+def test_summary_votes_by_time_ignores_silent_windows_and_keeps_hum_named():
+    from avagent.perception.blocks import summarize
+
+    parts = [
+        (0, _window(NoiseKind.BROADBAND, -50.0, 12.0)),
+        (480000, _window(NoiseKind.BROADBAND, -49.0, 14.0)),
+        (960000, _window(NoiseKind.HUM, -40.0, 8.0, hum=50.0)),
+        (1440000, _window(NoiseKind.NONE, -120.0, 0.0, silent=True)),
+    ]
+    kw = dict(sr=SR, channels=1, n=4 * 480000, silent=False, loudness=-23.0, true_peak=-1.0,
+              clipping_fraction=0.0)
+    f = summarize(parts, **kw)
+    assert f.noise_kind == NoiseKind.BROADBAND and f.hum_hz is None
+    assert f.noise_floor_db == -49.0 and f.snr_db == 13.0  # medians of the live windows
+    hum = summarize([parts[2], parts[2], parts[0]], **kw)
+    assert hum.noise_kind == NoiseKind.HUM and hum.hum_hz == 50.0
