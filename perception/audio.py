@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d
 
 from avagent.audio import validate_audio
+from avagent.errors import ParameterError
 from avagent.loudness import fast_true_peak_dbtp, loudness_lufs
+from avagent.perception.blocks import LONG_S, WINDOW_S, LoudnessMeter, summarize, windows
 from avagent.perception.facts import AudioFacts, Dropout
 from avagent.perception.faults import click_rate, find_dropouts, find_dropouts_in, measure_hum
 from avagent.perception.features import (
@@ -49,6 +52,8 @@ from avagent.perception.spectrum import (
 
 __all__ = [
     "analyze_audio",
+    "analyze_stream",
+    "analyze_window",
     "classify_noise",
     "estimate_snr_db",
     "find_dropouts",
@@ -67,6 +72,10 @@ def analyze_audio(
 ) -> AudioFacts:
     """Measure a sound track: level, noise (floor, SNR, kind, hum), speech, music, dropouts.
 
+    Clips up to :data:`~avagent.perception.blocks.LONG_S` are measured whole; longer ones window
+    by window with a robust summary (:func:`analyze_stream`), so the same recording reads the
+    same at any length.
+
     Parameters
     ----------
     y : np.ndarray
@@ -82,15 +91,85 @@ def analyze_audio(
     -------
     AudioFacts
     """
-    t0 = time.perf_counter()
-    tick = _Ticker(timings)
     y = validate_audio(y, sr=sr)
     x = y.reshape(-1, y.shape[-1])
+    if x.shape[1] <= LONG_S * sr:
+        return analyze_window(x, sr=sr, speech_quality=speech_quality, timings=timings)
+    step = int(WINDOW_S * sr)
+    blocks = (x[:, i : i + step] for i in range(0, x.shape[1], step))
+    return analyze_stream(blocks, sr=sr, speech_quality=speech_quality, timings=timings)
+
+
+def analyze_stream(
+    blocks: Iterable[np.ndarray],
+    *,
+    sr: int,
+    speech_quality: bool = True,
+    timings: dict[str, float] | None = None,
+) -> AudioFacts:
+    """:func:`analyze_audio` of a sound track given as consecutive ``(channels, n)`` blocks.
+
+    Holds one analysis window (~10 s) at a time: a film is measured in bounded memory straight
+    from its decoder (:func:`avagent.service.media.iter_audio`).
+    """
+    parts: list[tuple[int, AudioFacts]] = []
+    meter: LoudnessMeter | None = None
+    n = 0
+    sq = 0.0
+    peak_tp = -120.0
+    at_full = 0
+    channels = 1
+    want_quality = speech_quality
+    for offset, win in windows((np.asarray(b, np.float32).reshape(-1, b.shape[-1]) for b in blocks), sr):
+        channels = win.shape[0]
+        if meter is None:
+            meter = LoudnessMeter(sr, channels)
+        meter.add(win)
+        n += win.shape[1]
+        mono = win.mean(axis=0, dtype=np.float64)
+        sq += float(np.sum(mono**2))
+        peak_tp = max(peak_tp, fast_true_peak_dbtp(win, sr=sr))
+        at_full += int(np.count_nonzero(np.abs(win) >= 0.999))
+        f = analyze_window(win, sr=sr, speech_quality=want_quality, timings=timings, add=True)
+        want_quality = want_quality and f.speech_quality is None
+        parts.append((offset, f))
+    if not parts:
+        raise ParameterError("audio has no samples")
+    if len(parts) == 1:
+        return parts[0][1]
+    silent = db(sq / n) < SILENT_DBFS
+    return summarize(
+        parts,
+        sr=sr,
+        channels=channels,
+        n=n,
+        silent=bool(silent),
+        loudness=None if silent or meter is None else meter.value(),
+        true_peak=peak_tp,
+        clipping_fraction=at_full / (n * channels),
+    )
+
+
+def analyze_window(
+    x: np.ndarray,
+    *,
+    sr: int,
+    speech_quality: bool = True,
+    timings: dict[str, float] | None = None,
+    add: bool = False,
+) -> AudioFacts:
+    """Measure ``x (channels, n)`` whole (a short clip, or one window of a long one)."""
+    t0 = time.perf_counter()
+    tick = _Ticker(timings, add=add)
     channels, n = x.shape
     duration = n / sr
     # one mix for everything that does not need the channels; one 16 kHz copy of it for VAD,
     # DNSMOS, hum, clicks and onsets
     mono = x.mean(axis=0, dtype=np.float32) if channels > 1 else x[0].astype(np.float32)
+    # a DC offset is no sound and no noise: the spectral measurements do not see it
+    dc = float(mono.mean(dtype=np.float64)) if n else 0.0
+    if abs(dc) > 1e-3:  # above -60 dBFS: an offset, not rounding
+        mono = mono - np.float32(dc)
     y16 = to_16k(mono, sr)
     spec = spectrum(mono, sr)
     valid = nonsilent(spec)
@@ -130,8 +209,8 @@ def analyze_audio(
     if has_speech:
         # frames well away from speech (VAD tails leak into the first 150 ms)
         near = maximum_filter1d(speech_frames.astype(np.uint8), 31).astype(bool)
-        noise = noise_psd(spec, (prob_frames < 0.2) & ~near)
-        floor = noise_psd(spec, None, music=music >= 0.5)
+        noise = noise_psd(spec, (prob_frames < 0.2) & ~near, keep_f0=hum_hz)
+        floor = noise_psd(spec, None, music=music >= 0.5, keep_f0=hum_hz)
         # Pauses far above the quietest moments are full of sound (ambience, effects, music
         # that VAD took for speech here and there), not a noise floor: the 5.1 film sample
         # read 4 dB SNR this way at -23 LUFS and 26 dB at -34 LUFS, where VAD found no speech.
@@ -140,9 +219,10 @@ def analyze_audio(
         else:
             snr = snr_from(spec, noise, speech_frames)
     if not has_speech:
-        noise = noise_psd(spec, None, music=music >= 0.5)
+        noise = noise_psd(spec, None, music=music >= 0.5, keep_f0=hum_hz)
         snr = snr_from(spec, noise, None)
-    floor_db = float(db(noise.sum()))
+    # no floor above the sound itself (a held full-scale tone once read +4 dBFS)
+    floor_db = min(float(db(noise.sum())), float(db(ms)))
     tick("snr")
 
     kind, conf, snr = classify_noise(
@@ -213,14 +293,17 @@ def analyze_audio(
 
 
 class _Ticker:
-    def __init__(self, out: dict[str, float] | None) -> None:
+    def __init__(self, out: dict[str, float] | None, *, add: bool = False) -> None:
         self.out = out
+        self.add = add
         self.t = time.perf_counter()
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
         if self.out is not None:
-            self.out[f"audio.{name}"] = round(now - self.t, 4)
+            key = f"audio.{name}"
+            before = self.out.get(key, 0.0) if self.add else 0.0
+            self.out[key] = round(before + now - self.t, 4)
         self.t = now
 
 

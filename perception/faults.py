@@ -57,7 +57,23 @@ def measure_hum(y16: np.ndarray) -> tuple[float | None, float, float]:
     ok = (spread <= 6.0) & (excess >= 12.0)
     if not ok.any() or (np.sum(excess >= 8.0) < 2 and float(excess.max()) < 22.0):
         return None, level, 0.0
+    if not _mains_like(xb, f0):
+        return None, level, 0.0
     return round(f0, 1), float(excess[ok].max()), float(comb.sum(axis=1).mean())
+
+
+def _mains_like(xb: np.ndarray, f0: float) -> bool:
+    """The clip's strongest *steady* line below 1 kHz (10th percentile of its power over the
+    1 s blocks: speech and melodies come and go) sits on a harmonic of ``f0``: hum is the
+    loudest line that never stops. A 220 Hz square wave leaks into the 60 Hz comb's 1 Hz
+    bands, but its steadiest line is 220 Hz, which no mains harmonic is."""
+    rows = xb[:: max(1, xb.shape[0] // 24)]
+    steady = np.percentile(np.abs(np.fft.rfft(rows, axis=1)) ** 2, 10, axis=0)
+    f = np.fft.rfftfreq(xb.shape[1], 1.0 / ANALYSIS_SR)
+    band = (f >= 40.0) & (f <= 1000.0)
+    top = float(f[band][np.argmax(steady[band])])
+    k = max(1, round(top / f0))
+    return abs(top - k * f0) <= 1.5 + 0.005 * top
 
 
 def click_rate(y16: np.ndarray) -> float:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
@@ -28,6 +29,8 @@ HOP = 160  # 10 ms at 16 kHz
 SILENT_DBFS = -70.0
 DIGITAL_SILENCE = 1e-6  # |x| below this counts as an exact zero (float decoders leave ~1e-9)
 EPS = 1e-12
+LINE_DB = 10.0  # a bin this far over its neighbours' median is a spectral line, not noise
+MIN_SOUND_S = 0.3  # less non-silent sound than this holds no noise floor
 # Minimum statistics: the 10th percentile of 5-frame-smoothed power per bin under-reads a
 # stationary noise's mean by this factor (measured on white and pink noise, 16 kHz, hann 512/160).
 MINSTAT_PERCENTILE = 10.0
@@ -152,16 +155,48 @@ def nonsilent(spec: Spectrum) -> np.ndarray:
 
 
 def noise_psd(
-    spec: Spectrum, noise_frames: np.ndarray | None, *, music: bool = False
+    spec: Spectrum,
+    noise_frames: np.ndarray | None,
+    *,
+    music: bool = False,
+    keep_f0: float | None = None,
 ) -> np.ndarray:
+    """Noise power per bin: the mean over ``noise_frames`` (VAD pauses) when they last 0.3 s,
+    else minimum statistics; steady spectral lines are taken out (:func:`without_lines`), except
+    the harmonics of ``keep_f0`` (measured mains hum, which is noise)."""
     valid = nonsilent(spec)
+    if valid.sum() * spec.hop_s < MIN_SOUND_S:
+        # a click in silence, a 1-sample file: too little sound to hold a floor
+        return np.zeros(spec.power.shape[0])
     if noise_frames is not None:
         sel = noise_frames & valid
         if sel.sum() * spec.hop_s >= 0.3:
-            return spec.power[:, sel].mean(axis=1)
+            return without_lines(spec.power[:, sel].mean(axis=1), spec.freqs, keep_f0)
     # Under music the quietest moments of a bin are still music: discount non-steady bins.
     # Elsewhere (wind, traffic) the noise itself fluctuates and must not be discounted.
-    return minstat_raw(spec.power, valid, discount=music) * MINSTAT_BIAS
+    raw = minstat_raw(spec.power, valid, discount=music) * MINSTAT_BIAS
+    return without_lines(raw, spec.freqs, keep_f0)
+
+
+def without_lines(psd: np.ndarray, freqs: np.ndarray, keep_f0: float | None = None) -> np.ndarray:
+    """``psd`` with its spectral lines (bins LINE_DB over the median of their ±8 bins) brought
+    down to that median: the quietest moments of a held tone or a square wave's harmonics are
+    the tone, not a noise floor. Noise never stands 10 dB over its neighbours; a line at a
+    harmonic of ``keep_f0`` (mains hum) stays."""
+    if psd.size < 17:
+        return psd
+    lv = db(psd)
+    base = np.median(sliding_window_view(np.pad(lv, 8, mode="edge"), 17), axis=-1)
+    line = lv > base + LINE_DB
+    if keep_f0:
+        k = np.round(freqs / keep_f0)
+        df = float(freqs[1] - freqs[0])
+        line &= ~((k >= 1) & (k <= 40) & (np.abs(freqs - k * keep_f0) <= 2.0 * df))
+    if not line.any():
+        return psd
+    out = psd.copy()
+    out[line] = 10.0 ** (base[line] / 10.0)
+    return out
 
 
 def snr_from(spec: Spectrum, noise: np.ndarray, signal_frames: np.ndarray | None) -> float:

@@ -38,16 +38,21 @@ class RepairOptions:
     max_rounds: int = 3
     threshold: float = 0.85
     outputs: tuple[str, ...] = OUTPUT_KINDS
+    audio_format: str = "wav"  # the repaired audio file: wav or flac
+    subtype: str | None = None  # its sample encoding; None keeps the input's (see subtype_for)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, planner: Any = None, max_rounds: Any = None,
-                      threshold: Any = None, outputs: Any = None) -> RepairOptions:
+                      threshold: Any = None, outputs: Any = None, audio_format: Any = None,
+                      subtype: Any = None) -> RepairOptions:
         """A job's or command's choices (None: not given) over the Settings defaults."""
         return cls(
             planner=backend_name(settings, "planner", planner),
             max_rounds=int(settings.max_rounds if max_rounds is None else max_rounds),
             threshold=float(settings.threshold if threshold is None else threshold),
             outputs=OUTPUT_KINDS if outputs is None else tuple(outputs),
+            audio_format=str(audio_format or "wav").lower().lstrip("."),
+            subtype=None if subtype is None else str(subtype).upper(),
         )
 
     def check(self) -> None:
@@ -59,6 +64,16 @@ class RepairOptions:
         lo_t, hi_t = THRESHOLD_RANGE
         if not lo_t <= float(self.threshold) <= hi_t:
             raise ParameterError(f"threshold={self.threshold} must be within {lo_t:g}..{hi_t:g}")
+        from avagent.service.media.write import AUDIO_WRITE_EXTS, subtypes
+
+        if f".{self.audio_format}" not in AUDIO_WRITE_EXTS:
+            raise ParameterError(f"format={self.audio_format!r}: choose wav or flac")
+        allowed = subtypes(f".{self.audio_format}")
+        if self.subtype is not None and self.subtype not in allowed:
+            raise ParameterError(
+                f"subtype={self.subtype!r} is not available for {self.audio_format}; use one of "
+                f"{', '.join(allowed)}"
+            )
         bad = [o for o in self.outputs if o not in OUTPUT_KINDS]
         if bad or not self.outputs:
             raise ParameterError(
@@ -71,18 +86,19 @@ OUTPUT_MARKERS = (".repaired.", ".report.json")  # names our outputs carry (repa
 
 def is_output_name(name: str) -> bool:
     """True for a file name that ``repair`` writes (``x.repaired.wav``, ``x.report.json``)."""
-    return any(m in name for m in OUTPUT_MARKERS) or name.endswith(".report.json")
+    return any(m in name for m in OUTPUT_MARKERS)
 
 
 def output_paths(
-    input_path: Path, outdir: Path, ext: str | None, *, stem: str | None = None
+    input_path: Path, outdir: Path, ext: str | None, audio_ext: str = ".wav", *,
+    stem: str | None = None,
 ) -> dict[str, Path]:
     """Where a repair of ``input_path`` writes; ``stem`` defaults to the input's stem (a batch
     keys its outputs by the source's whole name, extension included, so ``a.wav`` and ``a.flac``
     never meet)."""
     stem = stem or input_path.stem
     paths = {
-        "wav": outdir / f"{stem}.repaired.wav",
+        "wav": outdir / f"{stem}.repaired{audio_ext}",
         "report": outdir / f"{stem}.report.json",
     }
     if ext:
@@ -173,12 +189,20 @@ def repair_file(
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MediaError(f"cannot create output folder {outdir}: {exc}") from exc
+    audio_ext = f".{options.audio_format}"
     paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None,
-                         stem=output_stem)
+                         audio_ext, stem=output_stem)
     audio_out = np.asarray(result.audio, dtype=np.float32)
     written: dict[str, str] = {}
     if "wav" in options.outputs:
-        written["wav"] = str(media.write_audio(paths["wav"], audio_out, sr))
+        # written as it came: rate, channels, layout and bit depth of the input, unless chosen
+        subtype = options.subtype or media.subtype_for(audio_ext, info.audio_subtype)
+        written["wav"] = str(
+            media.write_audio(
+                paths["wav"], audio_out, sr, subtype=subtype, layout=info.audio_layout,
+                inputs=[input_path],
+            )
+        )
     if "video" in options.outputs and "video" in paths:
         written["video"] = str(media.remux(input_path, audio_out, sr, paths["video"]))
     t_written = time.perf_counter()

@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--outputs", default="wav,video,report", help="comma list of wav, video, report"
     )
+    p.add_argument("--format", default=None, help="repaired audio file: wav (default) or flac")
+    p.add_argument("--subtype", default=None, help="PCM_16, PCM_24, PCM_32, FLOAT (default: the input's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
@@ -77,7 +79,7 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return unique, problems
 
 
-def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
+def plan_outputs(files: list[Path], outdir: Path, audio_ext: str = ".wav") -> list[Path]:
     """The output folder of each input: ``outdir`` mirrors the inputs' folders relative to their
     common root (one folder in, flat out). Two inputs whose outputs would meet (``a/x.wav`` and
     ``a/x.flac``) are refused before any work, naming both."""
@@ -88,7 +90,7 @@ def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
     folders = [outdir / p.relative_to(root) for p in parents]
     claimed: dict[Path, Path] = {}
     for f, folder in zip(files, folders, strict=True):
-        for out in (o.resolve() for o in output_paths(f, folder, f.suffix).values()):
+        for out in (o.resolve() for o in output_paths(f, folder, f.suffix, audio_ext).values()):
             other = claimed.setdefault(out, f)
             if other != f:
                 raise ParameterError(
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     options = RepairOptions.from_settings(
         settings, planner=args.planner, max_rounds=args.max_rounds, threshold=args.threshold,
         outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
+        audio_format=args.format, subtype=args.subtype,
     )
     options.check()
     from avagent.service.backends import make_captioners, make_scorer
@@ -143,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     outdir: Path = args.outdir
     if outdir.exists() and not outdir.is_dir():
         raise MediaError(f"output {outdir} exists and is not a folder")
-    folders = plan_outputs(files, outdir)
+    folders = plan_outputs(files, outdir, f".{options.audio_format}")
 
     rows: list[dict[str, Any]] = []
     failures = len(problems)

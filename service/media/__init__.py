@@ -44,13 +44,15 @@ from avagent.service.media.container import (
     PathLike,
     probe,
 )
-from avagent.service.media.decode import load_audio
+from avagent.service.media.decode import iter_audio, load_audio
 from avagent.service.media.frames import iter_frames, load_frames
 from avagent.service.media.remuxing import remux
 from avagent.service.media.write import (
     AUDIO_WRITE_EXTS,
     atomic_output,
     refuse_overwrite,
+    subtype_for,
+    subtypes,
     write_audio,
 )
 
@@ -63,11 +65,14 @@ __all__ = [
     "MediaInfo",
     "PathLike",
     "atomic_output",
+    "iter_audio",
     "iter_frames",
     "load_audio",
     "load_frames",
     "probe",
     "refuse_overwrite",
     "remux",
+    "subtype_for",
+    "subtypes",
     "write_audio",
 ]

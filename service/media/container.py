@@ -60,6 +60,8 @@ class MediaInfo:
     video_codec: str | None
     video_duration_s: float | None
     cover_art_only: bool = False  # the only video stream is an attached picture
+    audio_layout: str | None = None  # FFmpeg channel layout name, e.g. "stereo", "5.1", "7.1"
+    audio_subtype: str | None = None  # how the samples were stored: "PCM_16", "PCM_24", "FLOAT"
 
     @property
     def is_video(self) -> bool:
@@ -186,7 +188,40 @@ def read_info(container: av.container.InputContainer, path: Path) -> MediaInfo:
         if real_video
         else None,
         cover_art_only=vstream is not None and not real_video,
+        audio_layout=_layout_name(astream),
+        audio_subtype=_stored_subtype(astream),
     )
+
+
+# PCM codecs and what a lossless copy of them is written as (soundfile's subtype names)
+_PCM_SUBTYPES = {"u8": "PCM_U8", "s8": "PCM_S8", "s16": "PCM_16", "s24": "PCM_24",
+                 "s32": "PCM_32", "f32": "FLOAT", "f64": "DOUBLE"}
+
+
+def _layout_name(astream: av.audio.stream.AudioStream | None) -> str | None:
+    if astream is None:
+        return None
+    try:
+        name = astream.codec_context.layout.name
+    except (AttributeError, ValueError):
+        return None
+    return None if not name or name.endswith(" channels") else str(name)
+
+
+def _stored_subtype(astream: av.audio.stream.AudioStream | None) -> str | None:
+    """The sample encoding of a lossless stream (PCM by codec name, FLAC by its bits per
+    sample); None for lossy codecs, whose decoded floats have no stored depth."""
+    if astream is None:
+        return None
+    cc = astream.codec_context
+    name = cc.codec.name
+    if name.startswith("pcm_"):
+        return _PCM_SUBTYPES.get(name[4:].rstrip("lbe")[:3])
+    if name in ("flac", "alac", "wavpack"):
+        # FFmpeg decodes 24-bit FLAC to 32-bit samples
+        fmt = cc.format.name.rstrip("p") if cc.format is not None else ""
+        return {"s16": "PCM_16", "s32": "PCM_24"}.get(fmt)
+    return None
 
 
 def check_limits(info: MediaInfo, max_duration_s: float | None) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -83,6 +85,23 @@ def load_audio(path: PathLike, *, max_duration_s: float | None = None) -> tuple[
     >>> y.shape, sr  # doctest: +SKIP
     ((2, 240000), 48000)
     """
+    blocks: list[np.ndarray] = []
+    sr = 0
+    for block, rate in iter_audio(path, max_duration_s=max_duration_s, block_s=None):
+        blocks.append(block)
+        sr = rate
+    y = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    return np.ascontiguousarray(y, dtype=np.float32), sr
+
+
+def iter_audio(
+    path: PathLike, *, max_duration_s: float | None = None, block_s: float | None = 10.0
+) -> Iterator[tuple[np.ndarray, int]]:
+    """:func:`load_audio` as a stream of ``(block (channels, m) float32, sr)``: the same samples
+    in the same order, ``block_s`` seconds each (the last shorter; ``None``: as decoded), so a
+    film is read in bounded memory. The checks are the same; a truncated file raises after its
+    last block.
+    """
     p = as_path(path)
     with open_input(p) as container:
         info = read_info(container, p)
@@ -91,26 +110,54 @@ def load_audio(path: PathLike, *, max_duration_s: float | None = None) -> tuple[
         if stream is None:
             raise MediaError(f"{p}: has no audio stream")
         vstream = video_stream(container) if info.is_video else None
-        origin = stream_start(vstream) if vstream is not None else None
-        y, sr = _decode_audio(container, stream, p, origin, max_duration_s)
-    _check_complete(info, stream_declared=info.audio_duration_s, got_s=y.shape[1] / sr, path=p)
-    return y, sr
+        clock = {"origin": stream_start(vstream) if vstream is not None else None}
+        sr = int(stream.codec_context.sample_rate)
+        got = 0
+        raw = _decode_audio(container, stream, p, clock, max_duration_s)
+        size = None if block_s is None else max(1, round(block_s * sr))
+        for block in _trimmed(_reblocked(raw, size), stream, sr, clock):
+            got += block.shape[1]
+            yield block, sr
+    _check_complete(info, stream_declared=info.audio_duration_s, got_s=got / sr, path=p)
+
+
+def _reblocked(chunks: Iterator[np.ndarray], size: int | None) -> Iterator[np.ndarray]:
+    if size is None:
+        yield from chunks
+        return
+    buf: list[np.ndarray] = []
+    have = 0
+    for c in chunks:
+        buf.append(c)
+        have += c.shape[1]
+        if have >= size:
+            cat = np.concatenate(buf, axis=1)
+            whole = (have // size) * size
+            for i in range(0, whole, size):
+                yield cat[:, i : i + size]
+            rest = cat[:, whole:]
+            buf, have = ([rest] if rest.shape[1] else []), rest.shape[1]
+    if have:
+        yield np.concatenate(buf, axis=1)
 
 
 def _decode_audio(
     container: av.container.InputContainer,
     stream: av.audio.stream.AudioStream,
     path: Path,
-    origin: float | None,
+    clock: dict[str, float | None],
     max_duration_s: float | None,
-) -> tuple[np.ndarray, int]:
+) -> Iterator[np.ndarray]:
+    """Decoded chunks on the video's timeline; sets ``clock["origin"]`` (the timeline's zero)
+    from the first frame of an audio-only file."""
+    origin = clock["origin"]
     stream.codec_context.thread_type = "AUTO"
     sr = int(stream.codec_context.sample_rate)
     if sr <= 0:
         raise MediaError(f"{path}: audio stream has no sample rate")
     limit = None if max_duration_s is None else math.ceil(max_duration_s * sr)
-    chunks: list[np.ndarray] = []
     pos = 0  # samples placed so far
+    started = False
     channels: int | None = None
     bad_packets = 0
     packets = 0
@@ -139,23 +186,25 @@ def _decode_audio(
                 if frame.pts is not None and frame.time_base is not None:
                     t = float(frame.pts * frame.time_base)
                     if origin is None:
-                        origin = t  # audio-only: its own first sample is zero
+                        origin = clock["origin"] = t  # audio-only: its own first sample is zero
                     start = round((t - origin) * sr)
-                    if pos == 0 and not chunks:
+                    if pos == 0 and not started:
                         if start < 0:
                             arr = arr[:, -start:]  # before the video starts: not shown, dropped
                         elif start > 0:
-                            chunks.append(np.zeros((channels, start), np.float32))
+                            started = True
+                            yield np.zeros((channels, start), np.float32)
                             pos = start
                     elif start - pos > GAP_FILL_S * sr:
                         logger.info(
                             "%s: %.3f s timestamp gap in the audio at %.3f s, filled with silence",
                             path, (start - pos) / sr, pos / sr,
                         )
-                        chunks.append(np.zeros((channels, start - pos), np.float32))
+                        yield np.zeros((channels, start - pos), np.float32)
                         pos = start
                 if arr.shape[1]:
-                    chunks.append(arr)
+                    started = True
+                    yield arr
                     pos += arr.shape[1]
                 if limit is not None and pos > limit:
                     raise MediaError(
@@ -168,25 +217,47 @@ def _decode_audio(
         raise MediaError(
             f"{path}: corrupt audio ({bad_packets} of {packets} packets could not be decoded)"
         )
-    if not chunks or pos == 0:
+    if pos == 0:
         raise MediaError(f"{path}: audio stream has zero samples")
-    y = np.concatenate(chunks, axis=1) if len(chunks) > 1 else chunks[0]
-    y = _trim_padding(y, stream, sr, origin)
-    return np.ascontiguousarray(y, dtype=np.float32), sr
 
 
-def _trim_padding(
-    y: np.ndarray, stream: av.audio.stream.AudioStream, sr: int, origin: float | None
-) -> np.ndarray:
+def _trimmed(
+    blocks: Iterator[np.ndarray], stream: av.audio.stream.AudioStream, sr: int,
+    clock: dict[str, float | None],
+) -> Iterator[np.ndarray]:
+    """Drop trailing encoder padding: at most PADDING_TRIM_SAMPLES beyond the declared end
+    (held back until the stream ends, so the blocks stay bounded)."""
     declared = stream_duration(stream)
+    first = next(blocks, None)
+    if first is None:
+        return
+    blocks = itertools.chain([first], blocks)
     if declared is None:
-        return y
+        yield from blocks
+        return
     start = stream_start(stream) or 0.0
-    end = round((start + declared - (origin or 0.0)) * sr)
-    excess = y.shape[1] - end
-    if 0 < excess <= PADDING_TRIM_SAMPLES and end > 0:
-        return y[:, :end]
-    return y
+    end = round((start + declared - (clock["origin"] or 0.0)) * sr)
+    if end <= 0:
+        yield from blocks
+        return
+    pos = 0
+    held: list[np.ndarray] = []  # samples past `end`, not yet known to be padding
+    over = 0
+    for b in blocks:
+        if held or pos + b.shape[1] > end:
+            cut = max(0, end - pos)
+            if cut:
+                yield b[:, :cut]
+            held.append(b[:, cut:])
+            over += b.shape[1] - cut
+            if over > PADDING_TRIM_SAMPLES:  # real audio past the declared end: keep it all
+                yield from held
+                held = []
+                yield from blocks
+                return
+        else:
+            yield b
+        pos += b.shape[1]
 
 
 def _check_complete(

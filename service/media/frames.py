@@ -159,15 +159,21 @@ def load_frames(
         what = "only cover art" if info.has_video else "no video stream"
         raise MediaError(f"{p}: has {what}; a video is needed for frames")
     times: list[float] = []
-    frames: list[np.ndarray] = []
+    # filled in place (no list of frames stacked at the end: that held the film twice)
+    expect = math.ceil((info.video_duration_s or info.duration_s) * min(fps, info.fps or fps)) + 2
+    store: np.ndarray | None = None
     for t, frame in iter_frames(p, fps=fps, width=width):
+        if store is None:
+            store = np.empty((max(expect, 1), *frame.shape), frame.dtype)
+        elif len(times) == store.shape[0]:
+            store = np.concatenate([store, np.empty_like(store[: max(16, len(times) // 8)])])
+        store[len(times)] = frame
         times.append(t)
-        frames.append(frame)
         if max_duration_s is not None and t > max_duration_s:
             raise MediaError(
                 f"{p}: video runs past the limit of {max_duration_s:g} s (AVAGENT_MAX_DURATION_S)"
             )
-    if not frames:
+    if store is None:
         raise MediaError(f"{p}: video stream has no decodable frames")
     native_fps = info.fps or fps
     video_dur = info.video_duration_s or info.duration_s
@@ -179,7 +185,8 @@ def load_frames(
             f"{video_dur:.2f} s"
         )
     return FrameSet(
-        frames=np.stack(frames),
+        # a view when the estimate was close (no second copy), else a copy that frees the rest
+        frames=store[: len(times)] if len(times) >= 0.9 * store.shape[0] else store[: len(times)].copy(),
         times_s=np.asarray(times, dtype=np.float64),
         sample_fps=float(min(fps, native_fps)),
         fps=float(native_fps),

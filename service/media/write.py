@@ -21,6 +21,35 @@ logger = logging.getLogger(__name__)
 # What write_audio can write, and its default and allowed sample encodings.
 AUDIO_WRITE_EXTS: frozenset[str] = frozenset({".wav", ".flac"})
 _SUBTYPES = {".wav": ("PCM_16", "PCM_24", "PCM_32", "FLOAT"), ".flac": ("PCM_16", "PCM_24")}
+# FFmpeg encoder and sample format per (suffix, subtype), for files that carry a channel layout
+_AV_CODECS = {
+    (".wav", "PCM_16"): ("pcm_s16le", "s16"),
+    (".wav", "PCM_24"): ("pcm_s24le", "s32"),
+    (".wav", "PCM_32"): ("pcm_s32le", "s32"),
+    (".wav", "FLOAT"): ("pcm_f32le", "flt"),
+    (".flac", "PCM_16"): ("flac", "s16"),
+    (".flac", "PCM_24"): ("flac", "s32"),
+}
+# the layouts libsndfile writes by itself (no WAVE_FORMAT_EXTENSIBLE mask needed)
+_PLAIN_LAYOUTS = {1: "mono", 2: "stereo"}
+WRITE_BLOCK = 1 << 16  # samples per encoded block: bounded memory whatever the length
+
+
+def subtypes(suffix: str) -> tuple[str, ...]:
+    """The sample encodings :func:`write_audio` offers for a ``.wav`` or ``.flac`` file."""
+    return _SUBTYPES[suffix.lower()]
+
+
+def subtype_for(suffix: str, stored: str | None) -> str:
+    """The subtype that keeps ``stored`` (the input's sample encoding) in a ``suffix`` file:
+    itself where the format holds it, else the nearest it does (FLAC tops out at 24-bit);
+    PCM_16 when the input had none (lossy codecs)."""
+    allowed = _SUBTYPES[suffix.lower()]
+    if stored in allowed:
+        return str(stored)
+    if stored in ("PCM_32", "FLOAT", "DOUBLE"):
+        return "FLOAT" if "FLOAT" in allowed else "PCM_24"
+    return "PCM_16"
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,6 +120,7 @@ def write_audio(
     sr: int,
     *,
     subtype: str | None = None,
+    layout: str | None = None,
     inputs: Iterable[PathLike] = (),
 ) -> Path:
     """Write ``y`` as WAV or FLAC (chosen by the suffix), atomically.
@@ -105,6 +135,9 @@ def write_audio(
         Sample rate in Hz.
     subtype : str, optional
         ``"PCM_16"`` (default), ``"PCM_24"``, ``"PCM_32"`` or ``"FLOAT"`` (WAV only).
+    layout : str, optional
+        FFmpeg channel layout (``"5.1"``, ``"7.1"``, ...) to record in the file (WAV's channel
+        mask, FLAC's); given for more than two channels it is written through FFmpeg.
     inputs : paths
         Files that must not be overwritten (the destination may not be one of them).
 
@@ -133,6 +166,10 @@ def write_audio(
         if peak > 1.0:
             logger.warning("%s: peak %.2f above full scale, clipped for %s", dest, peak, subtype)
             arr = np.clip(arr, -1.0, 1.0)
+    if suffix == ".wav" and layout and layout != _PLAIN_LAYOUTS.get(arr.shape[0]):
+        with atomic_output(dest, inputs=inputs) as tmp:
+            _write_with_layout(tmp, arr, int(sr), suffix, subtype, layout, dest)
+        return dest
     fmt = "WAV" if suffix == ".wav" else "FLAC"
     with atomic_output(dest, inputs=inputs) as tmp:
         try:
@@ -140,3 +177,31 @@ def write_audio(
         except (OSError, RuntimeError, sf.LibsndfileError) as exc:
             raise MediaError(f"{dest}: cannot write ({exc})") from None
     return dest
+
+
+def _write_with_layout(
+    tmp: Path, arr: np.ndarray, sr: int, suffix: str, subtype: str, layout: str, dest: Path
+) -> None:
+    import av
+    import av.error
+
+    codec, fmt = _AV_CODECS[(suffix, subtype)]
+    try:
+        if av.AudioLayout(layout).nb_channels != arr.shape[0]:
+            raise ParameterError(
+                f"layout={layout!r} does not have {arr.shape[0]} channels"
+            )
+        with av.open(str(tmp), "w", format="wav" if suffix == ".wav" else "flac") as out:
+            st = out.add_stream(codec, rate=sr, layout=layout)
+            resampler = av.AudioResampler(format=fmt, layout=layout, rate=sr)
+            for start in range(0, arr.shape[1], WRITE_BLOCK):
+                block = np.ascontiguousarray(arr[:, start : start + WRITE_BLOCK].T, np.float32)
+                frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout=layout)
+                frame.sample_rate = sr
+                for f in resampler.resample(frame):
+                    for p in st.encode(f):
+                        out.mux(p)
+            for p in st.encode(None):
+                out.mux(p)
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise MediaError(f"{dest}: cannot write with layout {layout!r} ({exc})") from None
