@@ -43,6 +43,8 @@ _MIN_LAG_MS = 2.5  # shortest period searched (400 Hz)
 _SEARCH_MS = 40.0  # lags searched beyond the shortest allowed one (periods down to 25 Hz)
 _JOIN_MS = 2.0  # cross-fade joining a copy to the real signal at the gap's edges
 _LSAR_MAX_MS = 40.0  # gaps up to this long are interpolated by an AR model ...
+_FILL_TAU_S = 0.01  # a copied fill keeps its resemblance to the lost sound for about this long
+_FILL_FLOOR = 0.2  # ... and is kept at this gain in the middle of a long gap
 _LSAR_ORDER_MS = 21.0  # ... of this order (1024 at 48 kHz: spans voice pitch periods)
 
 
@@ -215,7 +217,20 @@ def _fill(x: np.ndarray, sr: int, gaps: list[tuple[int, int]]) -> np.ndarray:
             x[:, s:e] = f
         else:
             x[:, s:e] = _crossfade(f, b)
+        x[:, s:e] *= _confidence(g, sr)
     return x
+
+
+def _confidence(g: int, sr: int) -> np.ndarray:
+    """Gain over a copied fill of ``g`` samples: 1 at the edges, falling to ``_FILL_FLOOR``.
+
+    A copy from the context resembles what was lost near the edges and less so further in; its
+    error against the lost signal is lowest when it is weighted by that resemblance (the MMSE
+    weight of an estimate is its correlation with the target). Without the taper a long
+    speech fill had twice the error energy of silence; the floor keeps the gap audibly filled.
+    """
+    d = np.minimum(np.arange(g), np.arange(g)[::-1]) / sr
+    return _FILL_FLOOR + (1.0 - _FILL_FLOOR) * np.exp(-d / _FILL_TAU_S)
 
 
 def _lsar(x: np.ndarray, s: int, e: int, p: int, right_lim: int) -> np.ndarray:
