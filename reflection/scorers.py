@@ -22,7 +22,9 @@ alignment: ``content = exp(−(lost / 0.25)²)``, ``lost`` the largest share of 
 tags heard music, singing or speech in the input and no longer do; ``bands = exp(−c · mean((drop /
 10)²))`` over the mel bands within 40 dB of the input's loudest, ``drop`` dB by which a band fell
 more than 10 dB beyond the median change, ``c`` the input's noise component (a clean input's band
-removed is damage, a noisy input's noise band removed is the repair).
+removed is damage, a noisy input's noise band removed is the repair). Over a music bed the tags
+heard with no noise class (the planner's veto), ``music_bed = noise_in / noise_out`` takes back
+any credit for "less noise".
 
 One interface, :class:`Scorer`: ``score(y, *, sr, frames=None, facts=None, before=None,
 timing_changed=False) -> (Scores, Facts)`` scores the untouched input (round 0) and every
@@ -188,7 +190,13 @@ BAND_RANGE_DB = 40.0  # bands within this of the input's loudest band are conten
 
 def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]:
     """``content`` and ``bands`` in [0, 1]: 1 when the candidate kept what the input had."""
-    from avagent.perception.tags import CONTENT_GROUPS
+    from avagent.perception.tags import (
+        CONTENT_GROUPS,
+        MUSIC_SHARE,
+        NOISE_SHARE,
+        music_share,
+        noise_share,
+    )
 
     tb, ta = before.tags, after.tags
     if tb is None or ta is None or before.silent:
@@ -205,7 +213,13 @@ def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]
         drop = np.clip(-change[carried] - BAND_DROP_DB, 0.0, None)
         clean = alignment_components(before)["noise"]
         bands = math.exp(-clean * float(np.mean((drop / BAND_DROP_DB) ** 2)))
-    return {"content": content, "bands": bands}
+    out = {"content": content, "bands": bands}
+    # A music bed the tags heard with no noise class beside it is programme, not noise: a
+    # candidate earns no credit for "less noise" there (the planner's veto, mirrored).
+    if (music_share(tb) or 0.0) >= MUSIC_SHARE and (noise_share(tb) or 0.0) < NOISE_SHARE:
+        nb, na = alignment_components(before)["noise"], alignment_components(after)["noise"]
+        out["music_bed"] = min(1.0, nb / na) if na > 0 else 1.0
+    return out
 
 
 def with_damage(scores: Scores, damage: dict[str, float]) -> Scores:
