@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test lint bench bench-actions media clean
+.PHONY: setup demo test lint bench bench-actions media clean deploy-check
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test: setup media
 	command -v chromedriver >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium chromium-driver) || echo "no chromium: the browser test will skip"
 	$(PY) -m pytest -q
+
+# docker/ and deploy/ through their validators (Kubernetes + KEDA schemas, hadolint, docker compose
+# config; all from the dev extra) and the drain test on a real worker; part of `make test` too.
+deploy-check: setup media
+	$(PY) -m pytest -q tests/service/test_deploy_files.py tests/service/test_drain.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="a running job without heartbeat this long is requeued"
     )
     max_attempts: int = Field(default=4, ge=1, description="deliveries of one job before it is failed")
+    worker_max_memory_mb: float = Field(
+        default=1536.0, ge=0,
+        description="a worker child whose resident memory passes this after a job is replaced by a "
+                    "fresh one (Celery's worker_max_memory_per_child); 0: never")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from avagent.errors import AvagentError, MediaError
+from avagent.errors import AvagentError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -32,20 +33,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (their media files, sorted) and glob patterns → paths, plus problems."""
+    """Files, folders (their media files, sorted) and glob patterns → paths, plus problems.
+
+    Folders and patterns skip our own outputs (``*.repaired.*``), so repairing a folder into
+    itself twice does not repair the first run's results; a file named on its own is taken."""
+    from avagent.service.pipeline import is_output_name
+
     found: list[Path] = []
     problems: list[tuple[str, str]] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            kids = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES)
+            kids = sorted(f for f in p.rglob("*") if f.is_file()
+                          and f.suffix.lower() in MEDIA_SUFFIXES and not is_output_name(f.name))
             if not kids:
                 problems.append((item, "folder holds no media files"))
             found.extend(kids)
         elif p.exists():
             found.append(p)
         elif any(c in item for c in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True)
+                             if Path(m).is_file() and not is_output_name(Path(m).name))
             if not matches:
                 problems.append((item, "pattern matches no file"))
             found.extend(matches)
@@ -59,6 +67,36 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
             seen.add(r)
             unique.append(f)
     return unique, problems
+
+
+def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
+    """The output folder of each input: ``outdir`` mirrors the inputs' folders relative to their
+    common root (one folder in, flat out). Two inputs whose outputs would meet (``a/x.wav`` and
+    ``a/x.flac``) are refused before any work, naming both."""
+    from avagent.service.pipeline import output_paths
+
+    parents = [f.resolve().parent for f in files]
+    root = Path(os.path.commonpath(parents)) if parents else Path(".")
+    folders = [outdir / p.relative_to(root) for p in parents]
+    claimed: dict[Path, Path] = {}
+    for f, folder in zip(files, folders, strict=True):
+        for out in (o.resolve() for o in output_paths(f, folder, f.suffix).values()):
+            other = claimed.setdefault(out, f)
+            if other != f:
+                raise ParameterError(
+                    f"{other} and {f} would both write {out}: repair them into different "
+                    "output folders (-o)")
+    for f in files:
+        if f.resolve() in claimed:  # an input named like another input's output
+            raise ParameterError(f"{f} would be overwritten by the repair of {claimed[f.resolve()]}")
+    return folders
+
+
+def _sync_cell(rep: dict[str, Any]) -> str:
+    verdict = rep.get("sync_verdict", "")
+    if verdict in ("cannot_tell", "no_picture"):
+        return verdict.replace("_", " ")  # not a measured pass: no number that reads like one
+    return f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     outdir: Path = args.outdir
     if outdir.exists() and not outdir.is_dir():
         raise MediaError(f"output {outdir} exists and is not a folder")
+    folders = plan_outputs(files, outdir)
 
     rows: list[dict[str, Any]] = []
     failures = len(problems)
@@ -93,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(), console=err, disable=not show, transient=True,
     ) as bar:
         total = bar.add_task("files", total=len(files))
-        for i, f in enumerate(files):
+        for i, (f, folder) in enumerate(zip(files, folders, strict=True)):
             clip = bar.add_task(f"{f.name}", total=1.0)
 
             def on_progress(ev: dict[str, Any], clip: Any = clip, name: str = f.name) -> None:
@@ -101,11 +140,11 @@ def run(args: argparse.Namespace) -> int:
                            description=f"{name} · {ev.get('stage')} r{ev.get('round', 0)}")
 
             try:
-                report = repair_file(f, outdir, options, settings=settings, progress=on_progress)
-                rows.append({"file": f.name, "ok": True, "report": report})
+                report = repair_file(f, folder, options, settings=settings, progress=on_progress)
+                rows.append({"file": str(f), "ok": True, "report": report})
             except AvagentError as exc:
                 failures += 1
-                rows.append({"file": f.name, "ok": False, "error": str(exc)})
+                rows.append({"file": str(f), "ok": False, "error": str(exc)})
                 bar.stop()  # one plain line (rich would wrap it), then the bar resumes
                 print(f"avagent repair: {f}: {exc}", file=sys.stderr)
                 bar.start()
@@ -123,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 table.add_row(
                     r["file"], rep["summary"].split(";")[0],
                     f"{rep['baseline']['alignment']:.2f} → {rep['scores']['alignment']:.2f}",
-                    f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}",
+                    _sync_cell(rep),
                     str(len(rep["rounds"])), f"{rep['timings_s']['total']:.1f} s",
                 )
             else:
