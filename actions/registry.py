@@ -89,6 +89,22 @@ ACTIONS: dict[str, ActionSpec] = {
             "avagent.actions.spectral_gating:SpectralGatingParams",
         ),
         ActionSpec(
+            "neural_denoise",
+            "noise",
+            "Neural speech denoiser (DeepFilterNet3, or lighter RNNoise) with an attenuation "
+            "limit and wet/dry mix; for speech only, never over music.",
+            "avagent.actions.neural_denoise:neural_denoise",
+            "avagent.actions.neural_denoise:NeuralDenoiseParams",
+        ),
+        ActionSpec(
+            "declip",
+            "repair",
+            "Rebuild clipped peaks (runs at the clip level) by least-squares AR interpolation "
+            "constrained beyond the clip level; before any level change.",
+            "avagent.actions.declip:declip",
+            "avagent.actions.declip:DeclipParams",
+        ),
+        ActionSpec(
             "remove_hum",
             "tonal",
             "Remove mains hum at 50/60 Hz and harmonics (tracked sinusoids); frequency found automatically.",

@@ -27,6 +27,7 @@ import numpy as np
 from avagent.errors import ParameterError
 from avagent.perception.facts import AudioFacts, Facts, NoiseKind, SyncFacts, VideoFacts
 from avagent.perception.frames import FrameSet
+from avagent.perception.tags import AudioTags
 
 Modality = Literal["audio", "video"]
 
@@ -105,7 +106,16 @@ def audio_caption(a: AudioFacts) -> str:
             f"speech quality (DNSMOS) {q.get('ovrl', 0):.1f}/5 overall, "
             f"{q.get('sig', 0):.1f} signal, {q.get('bak', 0):.1f} background"
         )
+    if a.tags is not None:
+        parts.append(_tags_phrase(a.tags))
     return "; ".join(parts) + "."
+
+
+def _tags_phrase(t: AudioTags) -> str:
+    heard = sorted(((v, g) for g, v in t.groups.items() if v >= 0.1), reverse=True)
+    groups = ", ".join(f"{g} {100 * v:.0f} %" for v, g in heard[:5]) or "nothing definite"
+    top = ", ".join(name for name, _ in t.top[:3])
+    return f"heard (AudioSet tags, share of the clip): {groups}; top classes {top}"
 
 
 def video_caption(v: VideoFacts) -> str:

