@@ -147,7 +147,7 @@ def estimate_sync(
             duration_ratio=ratio_r,
         )
     if glob is None:
-        return _cannot_tell(window_ms, ratio)
+        return _from_mouth(y, sr, frames, window_ms, ratio)
     found = _drift_from_content(tr)
     if isinstance(found, tuple):
         r, g, ps = found
@@ -172,7 +172,7 @@ def estimate_sync(
                 window_delays_ms=window_ms,
                 duration_ratio=ratio_r,
             )
-        return _cannot_tell(window_ms, ratio)
+        return _from_mouth(y, sr, frames, window_ms, ratio)
     delay = glob.delay_ms + BIAS_MS
     conf = _confidence(glob)
     verdict = "in_sync" if abs(delay) <= IN_SYNC_MS else "offset"
@@ -285,6 +285,29 @@ def _drift_from_content(tr: _Trains | None) -> tuple[float, Peak, list[Peak]] | 
     cands = [k for q in KNOWN_RATES for k in (q, 1.0 / q)]
     near = min(cands, key=lambda q: abs(q - r))
     return (near if abs(near - r) <= RATE_SNAP else r), glob, peaks
+
+
+def _from_mouth(
+    y: np.ndarray, sr: int, frames: FrameSet, window_ms: list[float], ratio: float | None
+) -> SyncFacts:
+    """The last cue when the events cannot tell: a visible speaker's mouth
+    (:mod:`avagent.perception.faces`), or cannot_tell when it cannot decide either (or OpenCV
+    is not installed)."""
+    try:
+        from avagent.perception.faces import mouth_sync
+
+        m = mouth_sync(y, sr, frames)
+    except ImportError:
+        return _cannot_tell(window_ms, ratio)
+    if m.delay_ms is None:
+        return _cannot_tell(window_ms, ratio)
+    return SyncFacts(
+        verdict="in_sync" if abs(m.delay_ms) <= IN_SYNC_MS else "offset",
+        audio_delay_ms=m.delay_ms,
+        confidence=round(float(np.clip(0.3 + 0.05 * m.z, 0.3, 0.7)), 3),
+        window_delays_ms=m.window_ms,
+        duration_ratio=round(ratio, 5) if ratio else None,
+    )
 
 
 def _decided(glob: Peak | None, peaks: list[Peak]) -> bool:
