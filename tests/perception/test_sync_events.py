@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from avagent.bench.flash import flash_av
@@ -40,3 +41,18 @@ def test_periodic_flashes_stay_cannot_tell(delay_ms):
     y, sr, frames, _ = flash_av(delay_ms, snr_db=10.0, periodic=True)
     s = estimate_sync(y, sr=sr, frames=frames)
     assert s.verdict == "cannot_tell" and s.audio_delay_ms is None
+
+
+@pytest.mark.media
+def test_decoder_supplies_colour_frames_on_request(media_dir):
+    from avagent.service import media
+
+    path = media_dir / "videos/mp4.mp4"
+    grey = media.load_frames(path, fps=12.5, width=160)
+    both = media.load_frames(path, fps=12.5, width=160, colour=True)
+    assert grey.colour is None
+    assert both.colour.shape == (*grey.frames.shape, 3) and both.colour.dtype == np.uint8
+    np.testing.assert_array_equal(both.frames, grey.frames)  # grey unchanged by the flag
+    # the colour frames are the same pictures: their luma follows the grey frames
+    luma = both.colour.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert np.corrcoef(luma.ravel(), grey.frames.ravel().astype(float))[0, 1] > 0.95
