@@ -1,13 +1,7 @@
 """Audio-to-video offset and drift from sound onsets matched to visual events.
 
-Both sides become sparse event trains:
-
-* **sound**: onsets, the peaks of the positive spectral flux (log band energies, 100 Hz) that
-  stand out of the clip's texture, refined to a few ms by a parabola;
-* **picture**: frame differences that stand out of the motion around them. A camera (or our
-  renderer) shows an event from the first frame at or after it, so each visual event is the
-  interval ``(t[i-1], t[i]]`` between the two frames it falls between (80 ms at 12.5 fps),
-  not a point.
+Both sides become sparse event trains (:mod:`avagent.perception.events`: sound onsets; frame
+changes, in colour when the frames carry it, flashes counted once).
 
 For every lag in ±``max_lag_s`` (1 ms steps) we count the visual events that have a sound onset
 inside their interval (±``TOL_S``). The best lag is the centre of the plateau of the top count:
@@ -31,16 +25,17 @@ needs, on the event counts themselves:
    well stays ``cannot_tell``;
 4. no window of the clip with a clear peak of its own elsewhere.
 
-``BIAS_MS`` removes what the detector itself adds: a log flux over a centred 32 ms window reacts
-as soon as the window's leading half reaches a hit, so onsets read 3.6 ms early (clicks at known
-times in -70 dBFS noise; the real drum hits of the benchmark read 2.5-5 ms early). The motion
-interval is unbiased by construction. (The old envelope correlation read +40..+70 ms late on
-the drum clips, probably because its log-compressed envelope gave each hit's decay tail, after
-the onset, about as much weight as the attack; not verified further.)
+``BIAS_MS`` (see :mod:`.events`) removes the onset detector's own 3.6 ms lead. (The old
+envelope correlation read +40..+70 ms late on the drum clips, probably because its
+log-compressed envelope gave each hit's decay tail as much weight as the attack; not verified.)
 
 Durations still decide PAL and other known rate changes; the onsets are then mapped to the video
-clock and the delay at t=0 is given only when the same tests pass. Anything short of that is
-``cannot_tell`` with ``audio_delay_ms=None``.
+clock and the delay at t=0 is given only when the same tests pass. With equal stream durations
+the clock rate is read from the events (:func:`_clock_rate`: the rates that pair the most
+events); a rate that points away from 1 but does not pass gives ``cannot_tell``, never an
+offset. When the events cannot tell, a visible speaker's mouth is asked
+(:mod:`avagent.perception.faces`). Anything short of that is ``cannot_tell`` with
+``audio_delay_ms=None``: no cue that cannot decide guesses.
 
 Sign: ``audio_delay_ms > 0`` means the sound comes later than the picture.
 """
