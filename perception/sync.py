@@ -1,13 +1,7 @@
 """Audio-to-video offset and drift from sound onsets matched to visual events.
 
-Both sides become sparse event trains:
-
-* **sound**: onsets, the peaks of the positive spectral flux (log band energies, 100 Hz) that
-  stand out of the clip's texture, refined to a few ms by a parabola;
-* **picture**: frame differences that stand out of the motion around them. A camera (or our
-  renderer) shows an event from the first frame at or after it, so each visual event is the
-  interval ``(t[i-1], t[i]]`` between the two frames it falls between (80 ms at 12.5 fps),
-  not a point.
+Both sides become sparse event trains (:mod:`avagent.perception.events`: sound onsets; frame
+changes, in colour when the frames carry it, flashes counted once).
 
 For every lag in ±``max_lag_s`` (1 ms steps) we count the visual events that have a sound onset
 inside their interval (±``TOL_S``). The best lag is the centre of the plateau of the top count:
@@ -31,16 +25,17 @@ needs, on the event counts themselves:
    well stays ``cannot_tell``;
 4. no window of the clip with a clear peak of its own elsewhere.
 
-``BIAS_MS`` removes what the detector itself adds: a log flux over a centred 32 ms window reacts
-as soon as the window's leading half reaches a hit, so onsets read 3.6 ms early (clicks at known
-times in -70 dBFS noise; the real drum hits of the benchmark read 2.5-5 ms early). The motion
-interval is unbiased by construction. (The old envelope correlation read +40..+70 ms late on
-the drum clips, probably because its log-compressed envelope gave each hit's decay tail, after
-the onset, about as much weight as the attack; not verified further.)
+``BIAS_MS`` (see :mod:`.events`) removes the onset detector's own 3.6 ms lead. (The old
+envelope correlation read +40..+70 ms late on the drum clips, probably because its
+log-compressed envelope gave each hit's decay tail as much weight as the attack; not verified.)
 
 Durations still decide PAL and other known rate changes; the onsets are then mapped to the video
-clock and the delay at t=0 is given only when the same tests pass. Anything short of that is
-``cannot_tell`` with ``audio_delay_ms=None``.
+clock and the delay at t=0 is given only when the same tests pass. With equal stream durations
+the clock rate is read from the events (:func:`_clock_rate`: the rates that pair the most
+events); a rate that points away from 1 but does not pass gives ``cannot_tell``, never an
+offset. When the events cannot tell, a visible speaker's mouth is asked
+(:mod:`avagent.perception.faces`). Anything short of that is ``cannot_tell`` with
+``audio_delay_ms=None``: no cue that cannot decide guesses.
 
 Sign: ``audio_delay_ms > 0`` means the sound comes later than the picture.
 """
@@ -51,34 +46,25 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, percentile_filter
 
+from avagent.perception.events import (
+    BIAS_MS,
+    TOL_S,
+    Peak,
+    audio_onsets,
+    best_lag,
+    match_matrix,
+    motion_events,
+)
 from avagent.perception.facts import SyncFacts
-from avagent.perception.features import onset_from_16k
 from avagent.perception.frames import FrameSet
-from avagent.perception.spectrum import DIGITAL_SILENCE, to_16k, to_mono
-from avagent.perception.video import motion_energy, scene_cuts
+from avagent.perception.spectrum import DIGITAL_SILENCE
 from avagent.rates import KNOWN_RATES
 
 logger = logging.getLogger(__name__)
 
-GRID_HZ = 100.0  # onset envelope frame rate
 MAX_LAG_S = 1.0
 LAG_STEP_S = 0.001
-BIAS_MS = 3.6  # onsets read this early (centred log-flux window, see above): added back
-# sound onsets: a flux peak this many robust spreads above the median, and at least this share
-# of the clip's loud onsets (its 99th percentile: drum decays and room tone ripple stay out)
-ONSET_K = 4.0
-ONSET_REL = 0.2
-ONSET_SEP = 3  # frames (30 ms) between onsets: one per flux peak
-# visual events: a frame difference this many robust spreads above the motion around it (the
-# 30th percentile over 9 frames, so a burst of jumps does not hide itself), and at least
-# MOTION_MIN of mean change (0.5 grey level); the spread has a floor for static synthetic shots
-MOTION_K = 5.0
-MOTION_PCT = 30
-MOTION_MIN = 2e-3
-MOTION_FLOOR = 1e-3
-TOL_S = 0.010  # onset timing jitter allowed either side of an event's frame interval
 MIN_MATCHED = 5
 MIN_SHARE = 0.5
 P_CHANCE = 1e-3
@@ -88,137 +74,12 @@ AGREE_MS = 80.0  # such a window must lie within this of the global estimate
 IN_SYNC_MS = 45.0  # |delay| under this is in sync (ITU-R BT.1359 detectability: +45 / −125 ms)
 RATE_TOL = 0.0025  # a known rate explains the durations to within this share ...
 RATE_TOL_S = 0.08  # ... or this many seconds, whichever is larger (container slop)
+RATE_MAX = 0.05  # drift from content: clock rates searched, 1 ± this
+RATE_STEP_MIN = 5e-4
+RATE_FINE = 1e-4
+RATE_SNAP = 0.0015  # a fitted rate this close to a known one is that one
+DRIFT_MIN_MS = 20.0  # a content rate that moves the clip's end by less is rate 1
 SLOP_S = 0.03  # typical excess of audio over video on the real clips (+7 to +47 ms)
-
-
-@dataclass
-class _Peak:
-    """The best lag of one event-match search and the evidence for it."""
-
-    delay_ms: float  # centre of the best plateau, bias not yet removed
-    matched: int  # visual events with a sound onset at that lag
-    events: int  # visual events searched
-    chance: float  # mean share of lags at which a visual event has an onset (chance match)
-    p_chance: float  # P(matching this many by chance at any lag of the search)
-    runner_ms: float | None  # best lag outside the peak's own pairing
-    p_runner: float  # P(the peak beats the runner-up by luck, were the runner-up the truth)
-    centre_s: float = 0.0
-
-    @property
-    def share(self) -> float:
-        return self.matched / self.events if self.events else 0.0
-
-    @property
-    def z(self) -> float:
-        """Evidence in decades: -log10 of the worse of the two p-values."""
-        return float(-np.log10(max(self.p_chance, self.p_runner, 1e-12)))
-
-
-def _tail(p: np.ndarray, k: int) -> float:
-    """P(at least ``k`` of independent events with probabilities ``p`` happen)."""
-    if k <= 0:
-        return 1.0
-    dist = np.zeros(p.size + 1)
-    dist[0] = 1.0
-    for q in p:  # Poisson-binomial by convolution
-        dist[1:] = dist[1:] * (1 - q) + dist[:-1] * q
-        dist[0] *= 1 - q
-    return float(min(1.0, dist[k:].sum()))
-
-
-def _audio_onsets(y: np.ndarray, sr: int, dur_s: float) -> np.ndarray:
-    """Onset times (s) of the sound: peaks of the positive spectral flux, refined by a parabola."""
-    env, hop = onset_from_16k(to_16k(to_mono(y), sr), hop_s=1.0 / GRID_HZ)
-    env = env[: int(dur_s * GRID_HZ)]
-    if env.size < 3:
-        return np.zeros(0)
-    med = float(np.median(env))
-    mad = float(np.median(np.abs(env - med))) * 1.4826
-    # above the flux of the clip's steady texture, and not a ripple in the decay of a loud onset
-    thr = max(med + ONSET_K * mad, ONSET_REL * float(np.percentile(env, 99)), 1e-6)
-    w = ONSET_SEP
-    big = maximum_filter1d(env, 2 * w + 1, mode="nearest")
-    k = np.flatnonzero((env >= thr) & (env >= big))
-    k = k[(k > 0) & (k < env.size - 1)]
-    k = k[np.diff(np.concatenate([[-w - 1], k])) > w]  # one onset per plateau
-    a, b, c = env[k - 1], env[k], env[k + 1]
-    den = a - 2 * b + c
-    frac = np.where(den < 0, 0.5 * (a - c) / np.where(den < 0, den, -1.0), 0.0)
-    return (k + np.clip(frac, -0.5, 0.5)) * hop
-
-
-def _motion_events(frames: FrameSet, dur_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Visual events as the intervals ``(start, end]`` in which each happened (seconds).
-
-    A frame difference that stands out of the motion around it is an event; a camera shows it
-    from the first frame at or after it, so it happened somewhere between the two frames."""
-    m = motion_energy(frames)
-    t = np.asarray(frames.times_s, dtype=np.float64)
-    for c in scene_cuts(frames):  # a cut is not an event with a sound
-        m[c] = m[c - 1] if c > 0 else 0.0
-    if t.size < 3:
-        return np.zeros(0), np.zeros(0)
-    # how busy the shot is changes slowly; events are what stands out of it
-    d = m - percentile_filter(m, MOTION_PCT, size=9, mode="nearest")
-    spread = max(float(np.median(np.abs(d - np.median(d)))) * 1.4826, MOTION_FLOOR)
-    i = np.arange(1, t.size)
-    ok = (d[i] >= MOTION_K * spread) & (d[i] >= MOTION_MIN)
-    ok &= t[i] <= dur_s
-    i = i[ok]
-    return t[i - 1], t[i]
-
-
-def _match_matrix(
-    onsets: np.ndarray, a: np.ndarray, b: np.ndarray, lags_s: np.ndarray
-) -> np.ndarray:
-    """``M[j, l]``: video event ``j`` has an audio onset in its interval when the sound is
-    ``lags_s[l]`` late (onset - lag in ``(a_j - TOL, b_j + TOL]``)."""
-    M = np.zeros((a.size, lags_s.size), dtype=bool)
-    for j in range(a.size):
-        lo = np.searchsorted(lags_s, onsets - b[j] - TOL_S, side="right")
-        hi = np.searchsorted(lags_s, onsets - a[j] + TOL_S, side="right")
-        for s, e in zip(lo, hi, strict=True):
-            if e > s:
-                M[j, s:e] = True
-    return M
-
-
-def _best(M: np.ndarray, lags_s: np.ndarray, match_w_s: float) -> _Peak | None:
-    """The lag that pairs the most video events with an audio onset, and how sure that is."""
-    n_ev = M.shape[0]
-    if n_ev == 0:
-        return None
-    count = M.sum(axis=0)
-    k1 = int(count.max())
-    if k1 == 0:
-        return None
-    # the plateau (lags with the top count) around the first maximum: its centre is the lag
-    # that puts each matched onset in the middle of what its frames allow
-    top = count == k1
-    j = int(np.argmax(top))
-    e = j
-    while e + 1 < top.size and top[e + 1]:
-        e += 1
-    l1 = 0.5 * (lags_s[j] + lags_s[e])
-    # each event's chance of a match at an arbitrary lag: how many lags it matches at (an
-    # event among dense onsets matches often, one in a quiet stretch rarely)
-    p_ev = M.mean(axis=1)
-    chance = float(p_ev.mean())
-    # the search tries about span / match width independent pairings (Bonferroni)
-    n_tries = max(1.0, (lags_s[-1] - lags_s[0]) / match_w_s)
-    k = int(np.argmin(np.abs(lags_s - l1)))
-    p_chance = min(1.0, _tail(p_ev, k1) * n_tries)
-    far = np.abs(lags_s - l1) > match_w_s
-    runner_ms, p_runner = None, 0.0
-    if far.any():
-        l2 = int(np.argmax(np.where(far, count, -1)))
-        runner_ms = float(lags_s[l2] * 1000.0)
-        # If the runner-up were the true lag, the events it leaves unmatched could still match
-        # at the peak only by chance, at the best of n_tries lags
-        free = ~M[:, l2]
-        n12 = int(np.sum(M[free, k]))
-        p_runner = min(1.0, _tail(p_ev[free], n12) * n_tries) if n12 else 1.0
-    return _Peak(l1 * 1000.0, k1, n_ev, chance, p_chance, runner_ms, p_runner)
 
 
 def estimate_sync(
@@ -264,7 +125,8 @@ def estimate_sync(
         # (the trimmed duration picks between close rates: 25/23.976 vs 25/24 on short clips)
         rate = _rate_from_durations(audio_dur - _padding_s(y, sr), frames.duration_s)
 
-    glob, peaks = _search(y, sr, frames, rate or 1.0, max_lag_s)
+    tr = _trains(y, sr, frames, max_lag_s)
+    glob, peaks = _search(tr, rate or 1.0)
     window_ms = [round(p.delay_ms + BIAS_MS, 1) for p in peaks]
     if rate is not None:
         # the audio runs at another clock (onsets were mapped to video time): the delay is the
@@ -280,6 +142,19 @@ def estimate_sync(
             duration_ratio=ratio_r,
         )
     if glob is None:
+        return _from_mouth(y, sr, frames, window_ms, ratio)
+    found = _drift_from_content(tr)
+    if isinstance(found, tuple):
+        r, g, ps = found
+        return SyncFacts(
+            verdict="drift",
+            audio_delay_ms=round(g.delay_ms / r + BIAS_MS, 1),
+            confidence=round(_confidence(g), 3),
+            rate=round(r, 5),
+            window_delays_ms=[round(p.delay_ms + BIAS_MS, 1) for p in ps],
+            duration_ratio=ratio_r,
+        )
+    if found == "undecided":
         return _cannot_tell(window_ms, ratio)
     if not _decided(glob, peaks):
         trend = _window_trend(peaks)
@@ -292,7 +167,7 @@ def estimate_sync(
                 window_delays_ms=window_ms,
                 duration_ratio=ratio_r,
             )
-        return _cannot_tell(window_ms, ratio)
+        return _from_mouth(y, sr, frames, window_ms, ratio)
     delay = glob.delay_ms + BIAS_MS
     conf = _confidence(glob)
     verdict = "in_sync" if abs(delay) <= IN_SYNC_MS else "offset"
@@ -305,31 +180,132 @@ def estimate_sync(
     )
 
 
-def _search(
-    y: np.ndarray, sr: int, frames: FrameSet, rate: float, max_lag_s: float
-) -> tuple[_Peak | None, list[_Peak]]:
-    """Best lag over the whole clip and in each of 2-4 windows of it (by visual events)."""
+@dataclass
+class _Trains:
+    """The clip's event trains and the lag grid they are matched over."""
+
+    onsets: np.ndarray  # sound onsets, audio clock (s)
+    a: np.ndarray  # visual event intervals (a, b], video clock (s)
+    b: np.ndarray
+    lags: np.ndarray
+    match_w: float  # width of one match (frame interval + tolerance), s
+    video_s: float
+
+
+def _trains(y: np.ndarray, sr: int, frames: FrameSet, max_lag_s: float) -> _Trains | None:
     audio_s = y.shape[-1] / sr
     if audio_s < 3.0 or frames.frames.shape[0] < 8:
-        return None, []
-    onsets = _audio_onsets(y, sr, audio_s) * rate  # audio clock to video clock
-    a, b = _motion_events(frames, frames.duration_s)
+        return None
+    onsets = audio_onsets(y, sr, audio_s)
+    a, b = motion_events(frames, frames.duration_s)
     if onsets.size == 0 or a.size == 0:
-        return None, []
+        return None
     lags = np.arange(-max_lag_s, max_lag_s + LAG_STEP_S / 2, LAG_STEP_S)
-    M = _match_matrix(onsets, a, b, lags)
     match_w = float(np.median(b - a)) + 2 * TOL_S
-    glob = _best(M, lags, match_w)
+    return _Trains(onsets, a, b, lags, match_w, float(frames.duration_s))
+
+
+def _search(
+    tr: _Trains | None, rate: float, tries: float = 1.0
+) -> tuple[Peak | None, list[Peak]]:
+    """Best lag over the whole clip and in each of 2-4 windows of it (by visual events), with
+    the sound's onsets mapped from the audio clock to the video clock by ``rate``."""
+    if tr is None:
+        return None, []
+    M = match_matrix(tr.onsets * rate, tr.a, tr.b, tr.lags)
+    glob = best_lag(M, tr.lags, tr.match_w, tries)
     peaks = []
-    for rows in np.array_split(np.arange(a.size), int(np.clip(a.size // 6, 2, 4))):
-        p = _best(M[rows], lags, match_w) if rows.size else None
+    for rows in np.array_split(np.arange(tr.a.size), int(np.clip(tr.a.size // 6, 2, 4))):
+        p = best_lag(M[rows], tr.lags, tr.match_w) if rows.size else None
         if p is not None:
-            p.centre_s = float(np.mean(b[rows]))
+            p.centre_s = float(np.mean(tr.b[rows]))
             peaks.append(p)
     return glob, peaks
 
 
-def _decided(glob: _Peak | None, peaks: list[_Peak]) -> bool:
+def _count(tr: _Trains, r: float) -> int:
+    return int(match_matrix(tr.onsets * r, tr.a, tr.b, tr.lags).sum(axis=0).max())
+
+
+def _plateau(rates: np.ndarray, counts: np.ndarray, near: float) -> tuple[float, float, float]:
+    """(centre, low, high) of the run of top counts that lies nearest ``near``."""
+    top = counts == counts.max()
+    i = int(np.flatnonzero(top)[np.argmin(np.abs(rates[top] - near))])
+    j, e = i, i
+    while j > 0 and top[j - 1]:
+        j -= 1
+    while e + 1 < top.size and top[e + 1]:
+        e += 1
+    return float(0.5 * (rates[j] + rates[e])), float(rates[j]), float(rates[e])
+
+
+def _clock_rate(tr: _Trains | None) -> tuple[float, float, int] | None:
+    """The range of clock rates (audio / video) that pair the most events, and how many rates
+    were tried. Like the lag, the rate is the centre of the plateau of the top count: the rates
+    at which every paired onset stays inside its event's frame interval. Coarse steps (a quarter
+    of a match width over the clip) over 1 ± ``RATE_MAX``, then ``RATE_FINE`` steps over the
+    coarse plateau. None when too few events."""
+    if tr is None or tr.a.size < MIN_MATCHED:
+        return None
+    step = max(0.25 * tr.match_w / max(tr.video_s, 1.0), RATE_STEP_MIN)
+    n = int(RATE_MAX / step)
+    rates = 1.0 + step * np.arange(-n, n + 1)
+    counts = np.array([_count(tr, r) for r in rates])
+    _, lo, hi = _plateau(rates, counts, 1.0)
+    fine = np.arange(lo - step, hi + step + RATE_FINE / 2, RATE_FINE)
+    fc = np.array([_count(tr, r) for r in fine])
+    top = fine[fc == fc.max()]  # (the fine counts need not be one run: span them all)
+    return float(top[0]), float(top[-1]), rates.size
+
+
+def _drift_from_content(tr: _Trains | None) -> tuple[float, Peak, list[Peak]] | str | None:
+    """Drift read from the events: the best clock rate (:func:`_clock_rate`) when rate 1 is
+    not among the best, the centre moves the end of the clip by more than ``DRIFT_MIN_MS`` and
+    the rates that pair as well stay within ``AGREE_MS`` of it at the end, with the lag found at that rate passing the
+    offset tests corrected for the rates tried; snapped to a known rate within ``RATE_SNAP``.
+    None when the content says rate 1 (the offset tests decide); "undecided" when it points
+    to a drift that does not pass (then neither an offset nor a drift is given)."""
+    found = _clock_rate(tr)
+    if found is None or tr is None:
+        return None
+    lo, hi, n_rates = found
+    r = 0.5 * (lo + hi)
+    if lo <= 1.0 <= hi or abs(r - 1.0) * tr.video_s * 1000.0 <= DRIFT_MIN_MS:
+        return None  # rate 1 pairs as many: an offset (or nothing)
+    if 0.5 * (hi - lo) * tr.video_s * 1000.0 > AGREE_MS:
+        return "undecided"  # too few events along the clip to pin the rate
+    glob, peaks = _search(tr, r, tries=float(n_rates))
+    if glob is None or not _decided(glob, peaks):
+        return "undecided"
+    cands = [k for q in KNOWN_RATES for k in (q, 1.0 / q)]
+    near = min(cands, key=lambda q: abs(q - r))
+    return (near if abs(near - r) <= RATE_SNAP else r), glob, peaks
+
+
+def _from_mouth(
+    y: np.ndarray, sr: int, frames: FrameSet, window_ms: list[float], ratio: float | None
+) -> SyncFacts:
+    """The last cue when the events cannot tell: a visible speaker's mouth
+    (:mod:`avagent.perception.faces`), or cannot_tell when it cannot decide either (or OpenCV
+    is not installed)."""
+    try:
+        from avagent.perception.faces import mouth_sync
+
+        m = mouth_sync(y, sr, frames)
+    except ImportError:
+        return _cannot_tell(window_ms, ratio)
+    if m.delay_ms is None:
+        return _cannot_tell(window_ms, ratio)
+    return SyncFacts(
+        verdict="in_sync" if abs(m.delay_ms) <= IN_SYNC_MS else "offset",
+        audio_delay_ms=m.delay_ms,
+        confidence=round(float(np.clip(0.3 + 0.05 * m.z, 0.3, 0.7)), 3),
+        window_delays_ms=m.window_ms,
+        duration_ratio=round(ratio, 5) if ratio else None,
+    )
+
+
+def _decided(glob: Peak | None, peaks: list[Peak]) -> bool:
     """The tests of the module docstring: enough events, not chance, clear of the runner-up,
     no window clearly elsewhere."""
     if glob is None or glob.matched < MIN_MATCHED or glob.share < MIN_SHARE:
@@ -339,7 +315,7 @@ def _decided(glob: _Peak | None, peaks: list[_Peak]) -> bool:
     return all(abs(p.delay_ms - glob.delay_ms) <= AGREE_MS for p in peaks if p.z >= Z_WINDOW)
 
 
-def _confidence(glob: _Peak) -> float:
+def _confidence(glob: Peak) -> float:
     """0.5 at the gate, +0.1 per decade of evidence beyond it (the weaker of the two tests)."""
     return float(np.clip(0.5 + 0.1 * (glob.z + np.log10(P_RUNNER)), 0.0, 0.95))
 
@@ -390,7 +366,7 @@ def _rate_from_durations(audio_s: float, video_s: float) -> float | None:
     return None if best is None else best[0]
 
 
-def _window_trend(peaks: list[_Peak]) -> tuple[float, float] | None:
+def _window_trend(peaks: list[Peak]) -> tuple[float, float] | None:
     """(delay at t=0 in ms, rate) when ≥ 3 confident windows line up on a slope (drift)."""
     if len(peaks) < 3 or any(p.z < Z_WINDOW for p in peaks):
         return None

@@ -60,6 +60,14 @@ def iter_frames(path: PathLike, *, fps: float, width: int) -> Iterator[tuple[flo
         When opening (eagerly, before the first ``next``): no video stream or unreadable file;
         while iterating: corrupt data.
     """
+    container, stream, p = _open(path, fps, width)
+    return ((t, g) for t, g, _ in _frames(container, stream, p, float(fps), int(width)))
+
+
+def _open(
+    path: PathLike, fps: float, width: int
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, Path]:
+    """Validate the arguments and open the video stream (closed again on failure)."""
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise ParameterError(f"fps={fps!r} must be a positive number of frames per second")
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
@@ -74,7 +82,7 @@ def iter_frames(path: PathLike, *, fps: float, width: int) -> Iterator[tuple[flo
     except BaseException:
         container.close()
         raise
-    return _frames(container, stream, p, float(fps), int(width))
+    return container, stream, p
 
 
 def _output_height(stream: av.video.stream.VideoStream, width: int) -> int:
@@ -92,7 +100,8 @@ def _frames(
     path: Path,
     fps: float,
     width: int,
-) -> Iterator[tuple[float, np.ndarray]]:
+    colour: bool = False,
+) -> Iterator[tuple[float, np.ndarray, np.ndarray | None]]:
     from av.video.reformatter import Interpolation, VideoReformatter
 
     with container:
@@ -132,7 +141,13 @@ def _frames(
                     frame, width=width, height=height, format="gray",
                     interpolation=Interpolation.AREA,
                 )
-                yield t, small.to_ndarray()
+                rgb = None
+                if colour:  # same size, RGB (a flash may change hue more than grey level)
+                    rgb = reformatter.reformat(
+                        frame, width=width, height=height, format="rgb24",
+                        interpolation=Interpolation.AREA,
+                    ).to_ndarray()
+                yield t, small.to_ndarray(), rgb
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: corrupt or truncated video ({why(exc)})") from None
 
@@ -143,8 +158,12 @@ def load_frames(
     fps: float = 12.5,
     width: int = 160,
     max_duration_s: float | None = None,
+    colour: bool = False,
 ) -> FrameSet:
     """Sample a video's frames (see :func:`iter_frames`) into a :class:`FrameSet`.
+
+    ``colour``: also keep each sampled frame in RGB at the same size (``FrameSet.colour``), for
+    the sync estimator's visual events; 3x the memory of the grey frames.
 
     ``sample_fps`` is ``min(fps, native fps)``: a slower stream is not padded with copies.
 
@@ -162,13 +181,17 @@ def load_frames(
     # filled in place (no list of frames stacked at the end: that held the film twice)
     expect = math.ceil((info.video_duration_s or info.duration_s) * min(fps, info.fps or fps)) + 2
     store: np.ndarray | None = None
-    for t, frame in iter_frames(p, fps=fps, width=width):
+    rgbs: list[np.ndarray] = []
+    container, stream, p = _open(p, fps, width)
+    for t, frame, rgb in _frames(container, stream, p, float(fps), int(width), colour):
         if store is None:
             store = np.empty((max(expect, 1), *frame.shape), frame.dtype)
         elif len(times) == store.shape[0]:
             store = np.concatenate([store, np.empty_like(store[: max(16, len(times) // 8)])])
         store[len(times)] = frame
         times.append(t)
+        if rgb is not None:
+            rgbs.append(rgb)
         if max_duration_s is not None and t > max_duration_s:
             raise MediaError(
                 f"{p}: video runs past the limit of {max_duration_s:g} s (AVAGENT_MAX_DURATION_S)"
@@ -193,4 +216,5 @@ def load_frames(
         width=int(info.width or 0),
         height=int(info.height or 0),
         duration_s=float(video_dur),
+        colour=np.stack(rgbs) if colour else None,
     )
