@@ -155,6 +155,8 @@ def _rounded(d: dict[str, float]) -> dict[str, float]:
 
 SCORERS: dict[str, str] = {
     "embedded": "avagent.reflection.scorers:EmbeddedScorer",
+    # The AV-MAE critic (`avagent train critic`); needs torch and checkpoint=PATH.
+    "learned": "avagent.training.critic:LearnedScorer",
 }
 
 

@@ -176,14 +176,14 @@ def load_frames(uri: str) -> np.ndarray:
     return out
 
 
-def log_mel(y: np.ndarray) -> np.ndarray:
-    """``(N_MELS, N_FRAMES)`` float32: dB log-mel mapped by ``(dB + 50) / 20``."""
+def log_mel(y: np.ndarray, n_frames: int = N_FRAMES) -> np.ndarray:
+    """``(N_MELS, n_frames)`` float32: dB log-mel mapped by ``(dB + 50) / 20`` (10 ms hops)."""
     import librosa
 
-    n = (N_FRAMES - 1) * 160 + 1
+    n = (n_frames - 1) * 160 + 1
     y = y[:n] if y.size >= n else np.pad(y, (0, n - y.size))
     m = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=400, hop_length=160, n_mels=N_MELS,
-                                       center=True, power=2.0)[:, :N_FRAMES]
+                                       center=True, power=2.0)[:, :n_frames]
     db = 10 * np.log10(np.maximum(m, 1e-10))
     return ((db + 50.0) / 20.0).astype(np.float32)
 

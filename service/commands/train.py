@@ -21,6 +21,10 @@ TRAIN_COMMANDS: dict[str, tuple[str, str]] = {
             "pretrain the audio-visual masked autoencoder on a manifest of pairs"),
     "probe": ("avagent.training.probe",
               "linear-probe and fine-tune top-1 of a pretrained MAE on the labelled dataset"),
+    "critic": ("avagent.training.critic",
+               "calibrate a pretrained MAE as an audio-picture critic (reflection scorer 'learned')"),
+    "speed": ("avagent.training.speed",
+              "samples/s and peak memory of pretraining steps (CPU, or one GPU with --bf16)"),
     "ablation": ("avagent.training.ablation",
                  "pretrain on raw / repaired / random / clean pairs and probe each (3 seeds)"),
 }
