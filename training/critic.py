@@ -233,16 +233,33 @@ class LearnedScorer:
 
     def score(self, y: np.ndarray, *, sr: int, frames: Any = None, facts: Any = None,
               before: Any = None, timing_changed: bool = False) -> tuple[Any, Any]:
-        from avagent.reflection.scorers import EmbeddedScorer, Scores
+        from avagent.reflection.scorers import Scores
 
-        _, measured = EmbeddedScorer().score(y, sr=sr, frames=frames, facts=facts,
-                                             before=before, timing_changed=timing_changed)
+        measured = facts if facts is not None else _measure(
+            y, sr=sr, frames=frames, before=before, timing_changed=timing_changed)
         if frames is None:
             return Scores(alignment=1.0, sync=1.0, details={"learned": 0.0}), measured
         j = self.judge(y, sr=sr, frames=frames)
         details = {k: round(float(v), 4) for k, v in j.items()}
         return Scores(alignment=min(1.0, max(0.0, j["alignment"])),
                       sync=min(1.0, max(0.0, j["sync"])), details=details), measured
+
+
+def _measure(y: np.ndarray, *, sr: int, frames: Any, before: Any, timing_changed: bool) -> Any:
+    """The facts the planner reads next round (what the embedded scorer measures)."""
+    from avagent.perception.audio import analyze_audio
+    from avagent.perception.facts import Facts
+
+    audio = analyze_audio(y, sr=sr, speech_quality=False)
+    video = before.video if before is not None else None
+    sync = before.sync if before is not None else None
+    if frames is not None and (timing_changed or before is None):
+        from avagent.perception.sync import estimate_sync as measured_sync
+        from avagent.perception.video import analyze_video
+
+        video = video if video is not None else analyze_video(frames)
+        sync = measured_sync(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+    return Facts(audio=audio, video=video, sync=sync)
 
 
 def estimate_sync(y: np.ndarray, *, sr: int, frames: Any, checkpoint: str | Path
@@ -261,6 +278,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where to write the critic (default: critic.pt beside the checkpoint)")
     p.add_argument("--limit", type=int, default=200, help="pairs used (200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bench", choices=("tiny", "small"), default=None,
+                   help="then run the benchmark's critic check with both scorers on this suite")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -277,4 +296,56 @@ def run(args: argparse.Namespace) -> int:
     torch.save(state, tmp)
     tmp.replace(out)
     print(json.dumps({**entry, "critic": str(out)}))
+    if args.bench:
+        print(json.dumps(bench_check(out, size=args.bench)))
     return 0
+
+
+# -- the benchmark's critic check, learned beside embedded -------------------------------------------
+BENCH_SYSTEMS = ("none", "wiener", "spectral_gating", "fill_blanks", "rules", "oracle")
+
+
+def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
+                systems: tuple[str, ...] = BENCH_SYSTEMS) -> dict[str, Any]:
+    """Re-score the outputs of ``systems`` on the benchmark suite with both scorers and report
+    :func:`avagent.bench.evaluate.critic_check` for each (within-case Spearman against SI-SDR
+    and against −|offset|), plus the learned sync estimate's offset accuracy on timing cases."""
+    from avagent.bench import suite
+    from avagent.bench.evaluate import critic_check, critic_scores, evaluate, input_metrics
+    from avagent.bench.systems import CaseContext, run_system
+
+    scorer = LearnedScorer(checkpoint)
+    rows: dict[str, list[dict[str, Any]]] = {"embedded": [], "learned": []}
+    offsets: list[tuple[float, float | None, float]] = []  # learned, hand-made, truth
+    for case in suite.build_cases(size, seed):
+        ctx = CaseContext(case)
+        timing = bool(suite.fault_families(case) & {"offset", "drift", "pal"})
+        base = {"video_kind": case.source.kind, "family": case.family, "case_id": case.id,
+                "timing": timing}
+        in_metrics = input_metrics(case)
+        for name in systems:
+            out = run_system(name, ctx)
+            if out.y is None:
+                continue
+            row = {**evaluate(case, out, in_metrics=in_metrics), **base}
+            rows["embedded"].append({**row, "critic": critic_scores(ctx, out)})
+            j = scorer.judge(np.asarray(out.y), sr=case.sr, frames=case.source.frames)
+            rows["learned"].append({**row, "critic": {"alignment": j["alignment"],
+                                                      "sync": j["sync"]}})
+            if name == "none" and timing and row.get("offset_ms") is not None:
+                sync = ctx.facts().sync
+                offsets.append((j["audio_delay_ms"], sync.audio_delay_ms if sync else None,
+                                float(row["offset_ms"])))
+    frame_ms = 1000 / suite.FPS
+
+    def within(k: int) -> float | None:
+        hits = [o[k] is not None and abs(float(o[k]) - o[2]) <= frame_ms  # type: ignore[arg-type]
+                for o in offsets]
+        return float(np.mean(hits)) if hits else None
+
+    return {
+        "size": size, "seed": seed, "systems": list(systems),
+        "embedded": critic_check(rows["embedded"]), "learned": critic_check(rows["learned"]),
+        "offset_within_1_frame": {"learned": within(0), "hand_made": within(1)},
+        "timing_cases": len(offsets),
+    }

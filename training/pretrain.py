@@ -171,11 +171,13 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, mcfg: Any, cfg: Trai
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
+    import pickle
+
     import torch
 
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         raise TrainingError(f"checkpoint {path}: cannot read ({exc})") from None
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
         raise TrainingError(f"checkpoint {path}: not an avagent AV-MAE checkpoint")

@@ -22,13 +22,6 @@ from avagent.training.pretrain import TrainConfig, TrainingError, load_checkpoin
 pytestmark = pytest.mark.media
 
 
-@pytest.fixture(scope="session")
-def dataset(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("avdata")
-    os.environ["AVAGENT_FEATURE_CACHE"] = str(root / "features")  # workers inherit it
-    return avdata.generate(40, seed=3, root=root, jobs=1)
-
-
 def _cfg(dataset: Path, out: Path, **kw: object) -> TrainConfig:
     base: dict[str, object] = dict(manifest=str(dataset / "raw.jsonl"), out=str(out), tiers="all",
                                    model="tiny", batch_size=8, max_steps=12, warmup_steps=2,
@@ -51,32 +44,32 @@ def test_dataset_is_deterministic_and_labelled(dataset: Path) -> None:
 
 
 def test_a_few_steps_lower_the_loss_with_workers(dataset: Path, tmp_path: Path) -> None:
-    summary = train(_cfg(dataset, tmp_path, max_steps=24, num_workers=2))
+    summary = train(_cfg(dataset, tmp_path, max_steps=16, num_workers=2))
     hist = [h["loss"] for h in load_checkpoint(tmp_path / "last.pt")["history"]]
     assert np.mean(hist[-4:]) < np.mean(hist[:4]) - 0.1, hist
     assert 0 <= summary["data_wait_share"] < 1 and summary["samples_per_s"] > 0
 
 
 def test_resume_continues_the_same_curve(dataset: Path, tmp_path: Path) -> None:
-    train(_cfg(dataset, tmp_path / "straight"))
+    train(_cfg(dataset, tmp_path / "straight", max_steps=8))
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
-    train(_cfg(dataset, tmp_path / "split", stop_at=5))  # pre-empted after step 5
-    train(_cfg(dataset, tmp_path / "split", resume=True))
+    train(_cfg(dataset, tmp_path / "split", max_steps=8, stop_at=4))  # pre-empted at step 4
+    train(_cfg(dataset, tmp_path / "split", max_steps=8, resume=True))
     resumed = load_checkpoint(tmp_path / "split" / "last.pt")
-    assert resumed["step"] == straight["step"] == 12
-    assert resumed["train_config"]["max_steps"] == 12 and resumed["mae_config"]["dim"] == 64
+    assert resumed["step"] == straight["step"] == 8
+    assert resumed["train_config"]["max_steps"] == 8 and resumed["mae_config"]["dim"] == 64
     a = [h["loss"] for h in straight["history"]]
     b = [h["loss"] for h in resumed["history"]]
     np.testing.assert_allclose(b, a, rtol=1e-5)
 
 
 def test_two_gloo_processes_give_the_loss_of_one(dataset: Path, tmp_path: Path) -> None:
-    one = train(_cfg(dataset, tmp_path / "one", max_steps=4))
+    one = train(_cfg(dataset, tmp_path / "one", max_steps=3))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "avagent.service.cli", "train", "mae", "--manifest", str(dataset / "raw.jsonl"),
            "--out", str(tmp_path / "two"), "--tiers", "all", "--model", "tiny",
-           "--batch-size", "8", "--max-steps", "4", "--warmup-steps", "2", "--lr", "2e-3",
+           "--batch-size", "8", "--max-steps", "3", "--warmup-steps", "2", "--lr", "2e-3",
            "--num-workers", "0", "--threads", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -84,7 +77,7 @@ def test_two_gloo_processes_give_the_loss_of_one(dataset: Path, tmp_path: Path) 
     assert two["world_size"] == 2 and one["world_size"] == 1
     a = [h["loss"] for h in load_checkpoint(tmp_path / "one" / "last.pt")["history"]]
     b = [h["loss"] for h in load_checkpoint(tmp_path / "two" / "last.pt")["history"]]
-    np.testing.assert_allclose(b, a, rtol=1e-4)  # the same global batch, steps 1-4
+    np.testing.assert_allclose(b, a, rtol=1e-4)  # the same global batch, steps 1-3
 
 
 def _manifest_with(dataset: Path, tmp_path: Path, line: int, wav: str) -> Path:
