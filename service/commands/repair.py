@@ -70,11 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from avagent.service.settings import get_settings
 
     settings = get_settings()
-    options = RepairOptions(
-        planner=args.planner or settings.planner,
-        max_rounds=args.max_rounds if args.max_rounds is not None else settings.max_rounds,
-        threshold=args.threshold if args.threshold is not None else settings.threshold,
-        outputs=tuple(o.strip() for o in args.outputs.split(",") if o.strip()),
+    options = RepairOptions.from_settings(
+        settings, planner=args.planner, max_rounds=args.max_rounds, threshold=args.threshold,
+        outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
     )
     options.check()
     files, problems = expand_inputs(args.inputs)
