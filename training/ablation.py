@@ -161,10 +161,26 @@ def write_doc(doc: Path, block: str) -> None:
 
 
 def _pretrain_one(args: tuple[Any, ...]) -> dict[str, Any]:
-    from avagent.training.pretrain import train
+    """One pretraining run; a run that already finished (summary and last.pt at max_steps) is
+    read back instead, so an interrupted ablation resumes without retraining."""
+    from avagent.training.pretrain import load_checkpoint, train
 
     cfg = args[0]
+    done = Path(cfg.out) / "summary.json"
+    last = Path(cfg.out) / "last.pt"
+    if done.exists() and last.exists() and load_checkpoint(last)["step"] == cfg.max_steps:
+        return dict(json.loads(done.read_text()))
     return train(cfg)
+
+
+def _probe_one(args: tuple[Any, ...]) -> dict[str, float]:
+    import torch
+
+    from avagent.training.probe import evaluate
+
+    checkpoint, train_set, test_set, pcfg = args
+    torch.set_num_threads(1)
+    return evaluate(checkpoint, train_set, test_set, pcfg)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -189,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
     from avagent.training import avdata
     from avagent.training.pretrain import TrainConfig
-    from avagent.training.probe import ProbeConfig, evaluate, load_labelled, split
+    from avagent.training.probe import ProbeConfig, load_labelled, split
 
     t_start = time.perf_counter()
     argv = sys.argv[sys.argv.index("ablation") + 1:] if "ablation" in sys.argv else []
@@ -215,10 +231,11 @@ def run(args: argparse.Namespace) -> int:
             for v in variants for s in seeds]
     with ProcessPoolExecutor(args.jobs) as pool:
         summaries = list(pool.map(_pretrain_one, [(c,) for c in cfgs]))
+        probes = list(pool.map(_probe_one, [(Path(c.out) / "last.pt", train_set, test_set, pcfg)
+                                            for c in cfgs]))
     results: dict[str, Any] = {"runs": {}, "command": command}
-    for cfg, summary in zip(cfgs, summaries, strict=True):
+    for cfg, summary, probe in zip(cfgs, summaries, probes, strict=True):
         v = Path(cfg.manifest).stem
-        probe = evaluate(Path(cfg.out) / "last.pt", train_set, test_set, pcfg)
         row = {"seed": cfg.seed, **probe, "final_loss": summary["final_loss"],
                "samples_per_s": summary["samples_per_s"],
                "data_wait_share": summary["data_wait_share"]}

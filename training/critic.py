@@ -311,7 +311,7 @@ def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
     :func:`avagent.bench.evaluate.critic_check` for each (within-case Spearman against SI-SDR
     and against −|offset|), plus the learned sync estimate's offset accuracy on timing cases."""
     from avagent.bench import suite
-    from avagent.bench.evaluate import critic_check, critic_scores, evaluate, input_metrics
+    from avagent.bench.evaluate import critic_check, critic_scores, evaluate, input_metrics, judge
     from avagent.bench.systems import CaseContext, run_system
 
     scorer = LearnedScorer(checkpoint)
@@ -323,19 +323,27 @@ def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
         base = {"video_kind": case.source.kind, "family": case.family, "case_id": case.id,
                 "timing": timing}
         in_metrics = input_metrics(case)
+        case_rows: list[tuple[dict[str, Any], dict[str, float] | None, dict[str, float]]] = []
         for name in systems:
             out = run_system(name, ctx)
             if out.y is None:
                 continue
-            row = {**evaluate(case, out, in_metrics=in_metrics), **base}
-            rows["embedded"].append({**row, "critic": critic_scores(ctx, out)})
+            row = {**evaluate(case, out, in_metrics=in_metrics), **base, "system": name}
             j = scorer.judge(np.asarray(out.y), sr=case.sr, frames=case.source.frames)
-            rows["learned"].append({**row, "critic": {"alignment": j["alignment"],
-                                                      "sync": j["sync"]}})
+            case_rows.append((row, critic_scores(ctx, out),
+                              {"alignment": j["alignment"], "sync": j["sync"]}))
             if name == "none" and timing and row.get("offset_ms") is not None:
                 sync = ctx.facts().sync
                 offsets.append((j["audio_delay_ms"], sync.audio_delay_ms if sync else None,
                                 float(row["offset_ms"])))
+        # The truth's verdict on each output, as bench/run.py gives it (relative to the oracle).
+        oracle = next((r["si_sdr_out"] for r, _, _ in case_rows if r["system"] == "oracle"), None)
+        timing_only = suite.fault_families(case) <= {"offset", "drift", "pal"}
+        for row, embedded, learned in case_rows:
+            row["acceptable"] = judge(row, oracle, timing_only=timing_only,
+                                      clean_lufs=in_metrics["lufs_clean"])
+            rows["embedded"].append({**row, "critic": embedded})
+            rows["learned"].append({**row, "critic": learned})
     frame_ms = 1000 / suite.FPS
 
     def within(k: int) -> float | None:
