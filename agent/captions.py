@@ -194,6 +194,9 @@ class EmbeddedVideoCaptioner:
 CAPTIONERS: dict[str, str] = {
     "embedded-audio": "avagent.agent.captions:EmbeddedAudioCaptioner",
     "embedded-video": "avagent.agent.captions:EmbeddedVideoCaptioner",
+    # Multimodal LLMs behind OpenAI-compatible servers; embedded captions when unset or down.
+    "llm-audio": "avagent.agent.captioners_llm:AudioLLMCaptioner",
+    "llm-video": "avagent.agent.captioners_llm:VisionLLMCaptioner",
 }
 
 

@@ -35,15 +35,55 @@ def _openai_server(settings: Settings, model: str) -> dict[str, Any]:
     return {"base_url": settings.llm_base_url, "api_key": settings.llm_api_key, "model": model}
 
 
+def _llm_planner(s: Settings) -> dict[str, Any]:
+    """The LLM planner: a server (planner_base_url, else llm_base_url) or, with neither, the
+    embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora / planner_threads)."""
+    return {
+        **_openai_server(s, s.planner_model),
+        "base_url": s.planner_base_url or s.llm_base_url,
+        "lora_path": s.planner_lora,
+        "model_path": s.planner_gguf,
+        "n_threads": s.planner_threads,
+        "timeout_s": s.llm_timeout_s,
+        "max_retries": s.llm_max_retries,
+        "concurrency": s.llm_concurrency,
+        "dialect": s.llm_dialect,
+    }
+
+
+def _imagebind(s: Settings) -> dict[str, Any]:
+    """The ImageBind scorer: user-supplied weights, their calibration, device and batching."""
+    return {
+        "weights": s.imagebind_weights,
+        "calibration": s.imagebind_calibration,
+        "device": s.imagebind_device or None,
+        "dtype": s.imagebind_dtype,
+        "batch_size": s.imagebind_batch_size,
+    }
+
+
+def llm_captioners(s: Settings) -> dict[str, Any]:
+    """One set of keyword arguments for both LLM captioners (``get_captioners("llm", **kw)``):
+    each takes its own modality's URL and model; an empty URL leaves that captioner unconfigured
+    (it renders the embedded caption). A modality without a URL of its own uses llm_base_url."""
+    return {
+        "audio_base_url": s.audio_caption_base_url or s.llm_base_url,
+        "audio_model": s.audio_caption_model,
+        "video_base_url": s.video_caption_base_url or s.llm_base_url,
+        "video_model": s.video_caption_model,
+        "api_key": s.llm_api_key,
+        "timeout_s": s.caption_timeout_s,
+        "max_retries": s.llm_max_retries,
+        "n_frames": s.caption_frames,
+    }
+
+
 # (role, backend name) -> the backend's keyword arguments from Settings.
 KWARGS: dict[tuple[Role, str], Callable[[Settings], dict[str, Any]]] = {
-    ("planner", "llm"): lambda s: _openai_server(s, s.planner_model),
+    ("planner", "llm"): _llm_planner,
     ("planner", "vllm"): lambda s: _openai_server(s, s.planner_model),
-    ("captioner", "llm"): lambda s: {
-        **_openai_server(s, s.audio_caption_model),
-        "video_model": s.video_caption_model,
-    },
-    ("scorer", "imagebind"): lambda s: {"checkpoint": s.imagebind_checkpoint},
+    ("captioner", "llm"): llm_captioners,
+    ("scorer", "imagebind"): _imagebind,
 }
 
 

@@ -66,8 +66,21 @@ class RepairOptions:
             )
 
 
-def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, Path]:
-    stem = input_path.stem
+OUTPUT_MARKERS = (".repaired.", ".report.json")  # names our outputs carry (repair skips them)
+
+
+def is_output_name(name: str) -> bool:
+    """True for a file name that ``repair`` writes (``x.repaired.wav``, ``x.report.json``)."""
+    return any(m in name for m in OUTPUT_MARKERS) or name.endswith(".report.json")
+
+
+def output_paths(
+    input_path: Path, outdir: Path, ext: str | None, *, stem: str | None = None
+) -> dict[str, Path]:
+    """Where a repair of ``input_path`` writes; ``stem`` defaults to the input's stem (a batch
+    keys its outputs by the source's whole name, extension included, so ``a.wav`` and ``a.flac``
+    never meet)."""
+    stem = stem or input_path.stem
     paths = {
         "wav": outdir / f"{stem}.repaired.wav",
         "report": outdir / f"{stem}.report.json",
@@ -108,6 +121,7 @@ def repair_file(
     settings: Settings | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     job_id: str | None = None,
+    output_stem: str | None = None,
 ) -> dict[str, Any]:
     """Repair one file; write ``<stem>.repaired.wav``, ``<stem>.repaired.<ext>`` (video inputs)
     and ``<stem>.report.json`` into ``outdir``; return the report.
@@ -159,7 +173,8 @@ def repair_file(
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MediaError(f"cannot create output folder {outdir}: {exc}") from exc
-    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None)
+    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None,
+                         stem=output_stem)
     audio_out = np.asarray(result.audio, dtype=np.float32)
     written: dict[str, str] = {}
     if "wav" in options.outputs:
@@ -183,6 +198,11 @@ def repair_file(
         timings=timings,
         outputs=written,
     )
+    # Where each caption came from (an LLM captioner falls back to the embedded one).
+    report["backends"]["captions_from"] = {
+        m: getattr(getattr(getattr(context.captioners, m), "last", None), "source", "embedded")
+        for m in ("audio", "video")
+    }
     if "report" in options.outputs:
         report["outputs"]["report"] = str(paths["report"])
         with media.atomic_output(paths["report"]) as tmp:
@@ -191,6 +211,15 @@ def repair_file(
           "fraction": 1.0})
     logger.info("[%s] %s: %s", job_id, input_path.name, report["summary"])
     return report
+
+
+UNMEASURED_SYNC = ("cannot_tell", "no_picture")
+
+
+def sync_verdict_of(facts: Any) -> str:
+    """What perception said about sync: in_sync, offset, drift, cannot_tell, or no_picture."""
+    sync = getattr(facts, "sync", None)
+    return "no_picture" if sync is None else str(sync.verdict)
 
 
 def build_report(
@@ -212,10 +241,10 @@ def build_report(
     else:
         done = "repaired with " + chosen_plan.describe()
     verdict = "accepted" if result.accepted else "below threshold"
-    summary = (
-        f"{done}; alignment {result.scores.alignment:.2f}, sync {result.scores.sync:.2f} "
-        f"({verdict})"
-    )
+    sync_verdict = sync_verdict_of(result.facts)
+    sync_text = (f"sync {result.scores.sync:.2f}" if sync_verdict not in UNMEASURED_SYNC
+                 else f"sync {sync_verdict.replace('_', ' ')}")
+    summary = f"{done}; alignment {result.scores.alignment:.2f}, {sync_text} ({verdict})"
     return {
         "avagent_version": __version__,
         "input": str(input_path),
@@ -238,6 +267,7 @@ def build_report(
                 "planner": r.plan.planner,
                 "plan": [s.model_dump() for s in r.plan.steps],
                 "notes": r.plan.notes,
+                "fallback": r.plan.fallback,
                 "scores": r.scores.model_dump(),
                 "improved": r.improved,
                 "feedback": r.feedback,
@@ -247,6 +277,8 @@ def build_report(
         "chosen_round": chosen,
         "accepted": result.accepted,
         "scores": result.scores.model_dump(),
+        # The sync score of an unmeasured clip is a neutral prior, not a measured pass: say so.
+        "sync_verdict": sync_verdict,
         "summary": summary,
         "options": {
             "planner": options.planner,

@@ -52,6 +52,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": False,
         "worker_enable_remote_control": not url.startswith("filesystem"),
     }
+    if settings.worker_max_memory_mb > 0:
+        # numpy/FFT arenas of a long clip stay mapped in a pool child after its job: a child
+        # past this size is replaced once its job is done (never mid-job).
+        conf["worker_max_memory_per_child"] = int(settings.worker_max_memory_mb * 1024)  # KiB
     if url.startswith("filesystem"):
         base = settings.cache_dir / "broker"
         for sub in ("queue", "processed", "control"):

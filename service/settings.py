@@ -46,9 +46,31 @@ class Settings(BaseSettings):
     llm_base_url: str = ""
     llm_api_key: str = "EMPTY"
     planner_model: str = ""
+    # Captioners over OpenAI-compatible servers (AVAGENT_CAPTIONER=llm: llm-audio + llm-video);
+    # an empty base URL means "not configured": the embedded captions are used.
+    audio_caption_base_url: str = ""  # e.g. vLLM serving Qwen2-Audio / Qwen2.5-Omni
     audio_caption_model: str = ""
+    video_caption_base_url: str = ""  # e.g. vLLM serving Qwen2.5-VL / Video-LLaVA
     video_caption_model: str = ""
-    imagebind_checkpoint: Path | None = None
+    caption_timeout_s: float = Field(60.0, gt=0, description="one caption request, seconds")
+    caption_frames: int = Field(8, ge=1, le=64, description="frames sent to the vision LLM")
+    # ImageBind scorer (--scorer imagebind): user-supplied weights (Meta's imagebind_huge.pth or
+    # our checkpoint format) and their calibration (default: <weights>.calibration.json).
+    imagebind_weights: Path | None = None
+    imagebind_calibration: Path | None = None
+    imagebind_device: str = ""  # empty: cuda when present, else cpu
+    imagebind_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    imagebind_batch_size: int = Field(16, ge=1)
+    # The LLM planner (--planner llm): a server (vLLM with our LoRA as `planner_model`), or with
+    # no URL the embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora override its files).
+    planner_base_url: str = Field("", description="empty: llm_base_url; both empty: embedded")
+    planner_lora: Path | None = Field(None, description="GGUF LoRA for the embedded planner")
+    planner_gguf: Path | None = Field(None, description="GGUF model instead of SmolLM2-135M")
+    planner_threads: int = Field(1, ge=1, description="llama.cpp threads of the embedded planner")
+    llm_timeout_s: float = Field(60.0, gt=0, description="per request to an LLM server")
+    llm_max_retries: int = Field(1, ge=0, description="extra tries after a timeout/5xx")
+    llm_concurrency: int = Field(4, ge=1, description="requests in flight per client")
+    llm_dialect: Literal["auto", "openai", "vllm", "llamacpp", "none"] = "auto"
 
     # Service.
     secret_key: str = "dev-secret"
@@ -83,6 +105,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="a running job without heartbeat this long is requeued"
     )
     max_attempts: int = Field(default=4, ge=1, description="deliveries of one job before it is failed")
+    worker_max_memory_mb: float = Field(
+        default=1536.0, ge=0,
+        description="a worker child whose resident memory passes this after a job is replaced by a "
+                    "fresh one (Celery's worker_max_memory_per_child); 0: never")
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -7,6 +7,7 @@ import contextvars
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from avagent.errors import AvagentError, BackendError
 from avagent.service import storage as st
@@ -18,6 +19,26 @@ from avagent.service.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 current_job: contextvars.ContextVar[str] = contextvars.ContextVar("avagent_job", default="-")
+
+
+def install_job_id_records() -> None:
+    """Give EVERY log record of this process a ``job_id`` (the running job, or '-').
+
+    The worker's log format names ``%(job_id)s``; a handler without :class:`JobIdFilter` (Celery
+    sets some up again on shutdown) would otherwise fail on every record with KeyError 'job_id'
+    (seen as a traceback on SIGTERM). Idempotent."""
+    old = logging.getLogRecordFactory()
+    if getattr(old, "_avagent_job_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old(*args, **kwargs)
+        if not hasattr(record, "job_id"):
+            record.job_id = current_job.get()
+        return record
+
+    factory._avagent_job_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 class JobIdFilter(logging.Filter):

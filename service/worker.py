@@ -41,7 +41,7 @@ from typing import Any
 from celery import Celery, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from avagent.errors import MediaError, ParameterError
+from avagent.errors import AvagentError, MediaError, ParameterError
 from avagent.service import storage as st
 from avagent.service.batch_tasks import maybe_finalize, write_item
 from avagent.service.jobs import (
@@ -60,6 +60,7 @@ from avagent.service.task_context import (
     TaskContext,
     context,
     current_job,
+    install_job_id_records,
     is_transient,
 )
 
@@ -186,10 +187,17 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
     with tempfile.TemporaryDirectory(prefix=f"avagent-{job.id[:12]}-") as tmp:
         local_in = Path(tmp) / "in" / job.input_name
         input_sha = storage.get_file(job.source, local_in)
-        report = repair_file(
-            local_in, Path(tmp) / "out", options, settings=ctx.settings, progress=progress,
-            job_id=job.id,
-        )
+        # A batch item's outputs are keyed by the source's whole name (a.wav and a.flac of one
+        # folder must not write one a.repaired.wav); a single job keeps the plain stem.
+        stem = job.input_name if job.batch_id else Path(job.input_name).stem
+        try:
+            report = repair_file(
+                local_in, Path(tmp) / "out", options, settings=ctx.settings, progress=progress,
+                job_id=job.id, output_stem=stem,
+            )
+        except AvagentError as exc:
+            # The user knows the source by its URI, not by this worker's temporary copy.
+            raise type(exc)(str(exc).replace(str(local_in), job.source)) from exc
         if hb.cancelled.is_set():
             raise JobCancelledError(job.id)
         outputs: dict[str, str] = {}
@@ -205,7 +213,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
         report["input"] = job.source
         report["job_id"] = job.id
         if "report" in options.outputs:
-            outputs["report"] = st.join(job.output_prefix, f"{Path(job.input_name).stem}.report.json")
+            outputs["report"] = st.join(job.output_prefix, f"{stem}.report.json")
         report["outputs"] = dict(outputs)
         if "report" in options.outputs:
             data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
@@ -214,6 +222,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
     scores = dict(report.get("scores") or {})
     summary = {
         "summary": report.get("summary", ""),
+        "sync_verdict": report.get("sync_verdict", ""),
         "chosen_round": report.get("chosen_round"),
         "baseline": report.get("baseline"),
         "rounds": [
@@ -265,6 +274,7 @@ def _after_job(ctx: TaskContext, job: Job) -> None:
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
 def _add_job_filter(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    install_job_id_records()
     for handler in logger.handlers:
         if not any(isinstance(f, JobIdFilter) for f in handler.filters):
             handler.addFilter(JobIdFilter())
@@ -308,4 +318,5 @@ def worker_app(settings: Settings | None = None) -> Celery:
     """The Celery app a worker runs: configured from ``settings`` (default: the global Settings),
     with this module's tasks and :mod:`avagent.service.batch_tasks`' (shared tasks bind to it).
     Importing this module builds no app; ``avagent worker`` calls this."""
+    install_job_id_records()
     return create_celery(settings or get_settings())

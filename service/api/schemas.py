@@ -62,6 +62,9 @@ class Progress(BaseModel):
 class Scores(BaseModel):
     alignment: float | None = None
     sync: float | None = None
+    sync_verdict: str | None = Field(
+        None, description="in_sync | offset | drift | cannot_tell | no_picture: with cannot_tell "
+                          "or no_picture the sync score is a neutral prior, not a measurement")
 
 
 class JobPublic(BaseModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from avagent.errors import AvagentError, MediaError
+from avagent.errors import AvagentError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,15 @@ MEDIA_SUFFIXES = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="where outputs are written")
-    p.add_argument("--planner", default=None, help="rules (default), random, none")
+    p.add_argument("--planner", default=None, help="rules (default), llm, random, none")
+    p.add_argument("--planner-lora", type=Path, default=None, metavar="GGUF",
+                   help="LoRA adapter (GGUF) for the embedded LLM planner")
+    p.add_argument("--llm-url", default=None, metavar="URL",
+                   help="OpenAI-compatible server for the LLM planner (default: embedded model)")
+    p.add_argument("--scorer", default=None, help="embedded (default) or imagebind")
+    p.add_argument("--captioner", default=None, help="embedded (default) or llm")
+    p.add_argument("--imagebind-weights", type=Path, default=None, metavar="PTH",
+                   help="ImageBind checkpoint for --scorer imagebind (AVAGENT_IMAGEBIND_WEIGHTS)")
     p.add_argument("--max-rounds", type=int, default=None, help="plan/act/reflect rounds (3)")
     p.add_argument("--threshold", type=float, default=None, help="accept when both scores ≥ (0.85)")
     p.add_argument(
@@ -32,20 +41,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (their media files, sorted) and glob patterns → paths, plus problems."""
+    """Files, folders (their media files, sorted) and glob patterns → paths, plus problems.
+
+    Folders and patterns skip our own outputs (``*.repaired.*``), so repairing a folder into
+    itself twice does not repair the first run's results; a file named on its own is taken."""
+    from avagent.service.pipeline import is_output_name
+
     found: list[Path] = []
     problems: list[tuple[str, str]] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            kids = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES)
+            kids = sorted(f for f in p.rglob("*") if f.is_file()
+                          and f.suffix.lower() in MEDIA_SUFFIXES and not is_output_name(f.name))
             if not kids:
                 problems.append((item, "folder holds no media files"))
             found.extend(kids)
         elif p.exists():
             found.append(p)
         elif any(c in item for c in "*?["):
-            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True)
+                             if Path(m).is_file() and not is_output_name(Path(m).name))
             if not matches:
                 problems.append((item, "pattern matches no file"))
             found.extend(matches)
@@ -61,6 +77,36 @@ def expand_inputs(items: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return unique, problems
 
 
+def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
+    """The output folder of each input: ``outdir`` mirrors the inputs' folders relative to their
+    common root (one folder in, flat out). Two inputs whose outputs would meet (``a/x.wav`` and
+    ``a/x.flac``) are refused before any work, naming both."""
+    from avagent.service.pipeline import output_paths
+
+    parents = [f.resolve().parent for f in files]
+    root = Path(os.path.commonpath(parents)) if parents else Path(".")
+    folders = [outdir / p.relative_to(root) for p in parents]
+    claimed: dict[Path, Path] = {}
+    for f, folder in zip(files, folders, strict=True):
+        for out in (o.resolve() for o in output_paths(f, folder, f.suffix).values()):
+            other = claimed.setdefault(out, f)
+            if other != f:
+                raise ParameterError(
+                    f"{other} and {f} would both write {out}: repair them into different "
+                    "output folders (-o)")
+    for f in files:
+        if f.resolve() in claimed:  # an input named like another input's output
+            raise ParameterError(f"{f} would be overwritten by the repair of {claimed[f.resolve()]}")
+    return folders
+
+
+def _sync_cell(rep: dict[str, Any]) -> str:
+    verdict = rep.get("sync_verdict", "")
+    if verdict in ("cannot_tell", "no_picture"):
+        return verdict.replace("_", " ")  # not a measured pass: no number that reads like one
+    return f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -70,11 +116,24 @@ def run(args: argparse.Namespace) -> int:
     from avagent.service.settings import get_settings
 
     settings = get_settings()
+    overrides = {"planner_lora": args.planner_lora, "planner_base_url": args.llm_url,
+                 "scorer": args.scorer, "captioner": args.captioner,
+                 "imagebind_weights": args.imagebind_weights}
+    if any(v is not None for v in overrides.values()):
+        settings = settings.model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
+        )
     options = RepairOptions.from_settings(
         settings, planner=args.planner, max_rounds=args.max_rounds, threshold=args.threshold,
         outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
     )
     options.check()
+    from avagent.service.backends import make_captioners, make_scorer
+
+    make_scorer(settings)  # an unknown scorer or captioner name fails here, once, not per file
+    make_captioners(settings)
+    if args.planner_lora is not None and not args.planner_lora.is_file():
+        raise ParameterError(f"--planner-lora {str(args.planner_lora)!r} is not a file")
     files, problems = expand_inputs(args.inputs)
     err = Console(stderr=True)
     for item, why in problems:
@@ -84,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     outdir: Path = args.outdir
     if outdir.exists() and not outdir.is_dir():
         raise MediaError(f"output {outdir} exists and is not a folder")
+    folders = plan_outputs(files, outdir)
 
     rows: list[dict[str, Any]] = []
     failures = len(problems)
@@ -93,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(), console=err, disable=not show, transient=True,
     ) as bar:
         total = bar.add_task("files", total=len(files))
-        for i, f in enumerate(files):
+        for i, (f, folder) in enumerate(zip(files, folders, strict=True)):
             clip = bar.add_task(f"{f.name}", total=1.0)
 
             def on_progress(ev: dict[str, Any], clip: Any = clip, name: str = f.name) -> None:
@@ -101,11 +161,11 @@ def run(args: argparse.Namespace) -> int:
                            description=f"{name} · {ev.get('stage')} r{ev.get('round', 0)}")
 
             try:
-                report = repair_file(f, outdir, options, settings=settings, progress=on_progress)
-                rows.append({"file": f.name, "ok": True, "report": report})
+                report = repair_file(f, folder, options, settings=settings, progress=on_progress)
+                rows.append({"file": str(f), "ok": True, "report": report})
             except AvagentError as exc:
                 failures += 1
-                rows.append({"file": f.name, "ok": False, "error": str(exc)})
+                rows.append({"file": str(f), "ok": False, "error": str(exc)})
                 bar.stop()  # one plain line (rich would wrap it), then the bar resumes
                 print(f"avagent repair: {f}: {exc}", file=sys.stderr)
                 bar.start()
@@ -123,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 table.add_row(
                     r["file"], rep["summary"].split(";")[0],
                     f"{rep['baseline']['alignment']:.2f} → {rep['scores']['alignment']:.2f}",
-                    f"{rep['baseline']['sync']:.2f} → {rep['scores']['sync']:.2f}",
+                    _sync_cell(rep),
                     str(len(rep["rounds"])), f"{rep['timings_s']['total']:.1f} s",
                 )
             else:

@@ -212,5 +212,5 @@ def test_captioner_registry_names_the_valid_ones():
     pair = get_captioners("embedded")  # Settings.captioner names the pair
     assert isinstance(pair.audio, EmbeddedAudioCaptioner)
     assert isinstance(pair.video, EmbeddedVideoCaptioner)
-    with pytest.raises(ParameterError, match="valid: embedded"):
-        get_captioners("llm")
+    with pytest.raises(ParameterError, match="valid: embedded, llm"):
+        get_captioners("whisper")

@@ -31,13 +31,18 @@ def test_a_role_uses_its_setting_unless_the_job_overrides_it(tmp_path) -> None:
 def test_model_backends_get_their_settings_fields(tmp_path) -> None:
     s = Settings(cache_dir=tmp_path, llm_base_url="http://127.0.0.1:8001/v1", llm_api_key="k",
                  planner_model="qwen-0.5b", audio_caption_model="a-cap", video_caption_model="v-cap",
-                 imagebind_checkpoint=tmp_path / "ib.pth")
-    assert backend(s, "planner", "llm").kwargs == {
-        "base_url": "http://127.0.0.1:8001/v1", "api_key": "k", "model": "qwen-0.5b"}
-    assert backend(s, "captioner", "llm").kwargs == {
-        "base_url": "http://127.0.0.1:8001/v1", "api_key": "k", "model": "a-cap",
-        "video_model": "v-cap"}
-    assert backend(s, "scorer", "imagebind").kwargs == {"checkpoint": tmp_path / "ib.pth"}
+                 video_caption_base_url="http://127.0.0.1:8002/v1", caption_frames=4,
+                 imagebind_weights=tmp_path / "ib.pth", imagebind_device="cpu")
+    kw = backend(s, "planner", "llm").kwargs
+    assert (kw["base_url"], kw["api_key"], kw["model"]) == (
+        "http://127.0.0.1:8001/v1", "k", "qwen-0.5b")
+    both = backend(s, "captioner", "llm").kwargs
+    assert (both["audio_base_url"], both["audio_model"]) == (
+        "http://127.0.0.1:8001/v1", "a-cap")  # no audio URL of its own: the shared server
+    assert (both["video_base_url"], both["video_model"], both["n_frames"]) == (
+        "http://127.0.0.1:8002/v1", "v-cap", 4)
+    ib = backend(s, "scorer", "imagebind").kwargs
+    assert (ib["weights"], ib["device"], ib["dtype"]) == (tmp_path / "ib.pth", "cpu", "float32")
 
 
 def test_instances_come_from_the_registries(tmp_path) -> None:

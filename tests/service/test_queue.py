@@ -232,3 +232,40 @@ def test_importing_the_worker_builds_no_app_until_asked(tmp_path: Path) -> None:
         "assert {REPAIR_TASK, EXPAND_TASK, FINALIZE_TASK} <= set(app.tasks)\n",
         tmp_path,
     )
+
+
+def test_every_log_record_carries_a_job_id_once_a_worker_app_exists():
+    # A handler without our filter (Celery re-creates some on shutdown) used to raise KeyError
+    # 'job_id' on every line: with the record factory every record has one.
+    import io
+    import logging
+
+    from avagent.service.queue import LOG_FORMAT
+    from avagent.service.task_context import current_job, install_job_id_records
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log = logging.getLogger("avagent.test.shutdown")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        install_job_id_records()
+        install_job_id_records()  # idempotent
+        log.warning("warm shutdown")
+        token = current_job.set("job-42")
+        log.warning("inside a job")
+        current_job.reset(token)
+    finally:
+        log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert "job=- " in lines[0] and "warm shutdown" in lines[0]
+    assert "job=job-42 " in lines[1]
+
+
+def test_worker_children_are_recycled_past_their_memory_limit():
+    from avagent.service.queue import celery_config
+    from avagent.service.settings import Settings
+
+    assert celery_config(Settings(worker_max_memory_mb=1536))["worker_max_memory_per_child"] == 1536 * 1024
+    assert "worker_max_memory_per_child" not in celery_config(Settings(worker_max_memory_mb=0))

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from avagent.errors import ParameterError
+from avagent.service import media
 from avagent.service.api import create_app
 from avagent.service.auth import create_key
 from avagent.service.jobs import TIERS, JobStore
@@ -143,59 +144,70 @@ def wait_batch(client: TestClient, batch_id: str, headers: dict[str, str],
 @pytest.mark.slow
 @pytest.mark.media
 def test_batch_over_s3_with_manifest_and_resume(
-    s3_service: dict[str, Any], s3_server: S3Server, video_path: Path, speech_path: Path
+    s3_service: dict[str, Any], s3_server: S3Server, video_path: Path, speech_path: Path,
+    tmp_path: Path,
 ) -> None:
     client, me = s3_service["client"], s3_service["me"]
     fs = s3_server.fs()
     b = s3_server.bucket
     fs.put_file(str(video_path), f"{b}/in/cam1/clip.mp4")
     fs.put_file(str(speech_path), f"{b}/in/voice.wav")
+    # The same stem in another format, with other content: its outputs must not meet voice.wav's.
+    y, sr = media.load_audio(speech_path)
+    media.write_audio(tmp_path / "voice.flac", 0.2 * y, sr)
+    fs.put_file(str(tmp_path / "voice.flac"), f"{b}/in/voice.flac")
     fs.pipe_file(f"{b}/in/readme.txt", b"not media")
     fs.pipe_file(f"{b}/in/broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 300)
 
-    spec = {"source": f"s3://{b}/in/", "dest": f"s3://{b}/out/", "pattern": "*.[mw][pa][4v]",
+    spec = {"source": f"s3://{b}/in/", "dest": f"s3://{b}/out/", "pattern": "*.[mwf][pal][4vac]*",
             "max_rounds": 1}
     r = client.post("/v1/batches", headers=me, json=spec)
     assert r.status_code == 202, r.text
     batch = wait_batch(client, r.json()["id"], me)
     worker = s3_service["worker"]
     assert batch["state"] == "completed_with_errors", (batch, worker.tail())
-    assert batch["counts"] == {"total": 3, "skipped": 0, "queued": 0, "running": 0,
-                               "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert batch["counts"] == {"total": 4, "skipped": 0, "queued": 0, "running": 0,
+                               "succeeded": 3, "failed": 1, "cancelled": 0}
     assert batch["progress"] == 1.0 and batch["manifest"] == f"s3://{b}/out/manifest.jsonl"
 
     lines = [json.loads(x) for x in fs.cat_file(f"{b}/out/manifest.jsonl").decode().splitlines()]
     by_input = {x["input"]: x for x in lines}
     assert set(by_input) == {f"s3://{b}/in/cam1/clip.mp4", f"s3://{b}/in/voice.wav",
-                             f"s3://{b}/in/broken.wav"}
+                             f"s3://{b}/in/voice.flac", f"s3://{b}/in/broken.wav"}
     clip = by_input[f"s3://{b}/in/cam1/clip.mp4"]
     assert clip["state"] == "succeeded" and clip["tier"] in TIERS and clip["tier"] != "failed"
-    assert clip["outputs"] == {"wav": f"s3://{b}/out/cam1/clip.repaired.wav",
-                               "video": f"s3://{b}/out/cam1/clip.repaired.mp4",
-                               "report": f"s3://{b}/out/cam1/clip.report.json"}
-    for kind, uri in clip["outputs"].items():  # checksums describe what landed in the bucket
-        data = fs.cat_file(uri[len("s3://"):])
-        assert clip["checksum"][kind] == "sha256:" + hashlib.sha256(data).hexdigest()
+    # outputs are keyed by the source's relative path with its extension
+    assert clip["outputs"] == {"wav": f"s3://{b}/out/cam1/clip.mp4.repaired.wav",
+                               "video": f"s3://{b}/out/cam1/clip.mp4.repaired.mp4",
+                               "report": f"s3://{b}/out/cam1/clip.mp4.report.json"}
+    named = [uri for x in lines for uri in x.get("outputs", {}).values()]
+    assert len(named) == len(set(named)) == 3 + 2 + 2  # no two items write one object
+    for line in lines:  # every checksum describes what landed in the bucket under that name
+        for kind, uri in line.get("outputs", {}).items():
+            data = fs.cat_file(uri[len("s3://"):])
+            assert line["checksum"][kind] == "sha256:" + hashlib.sha256(data).hexdigest(), uri
     assert clip["checksum"]["input"] == "sha256:" + hashlib.sha256(video_path.read_bytes()).hexdigest()
     assert 0 <= clip["scores"]["alignment"] <= 1 and 0 <= clip["scores"]["sync"] <= 1
     broken = by_input[f"s3://{b}/in/broken.wav"]
     assert broken["tier"] == "failed" and broken["error"]
+    # the error names the object the user gave, not the worker's temporary copy
+    assert f"s3://{b}/in/broken.wav" in broken["error"] and "/tmp/" not in broken["error"]
     assert "video" not in by_input[f"s3://{b}/in/voice.wav"]["outputs"]
 
     # Someone else's key sees nothing of it.
     assert client.get(f"/v1/batches/{batch['id']}", headers=s3_service["other"]).status_code == 404
     assert client.get(f"/v1/jobs?batch_id={batch['id']}", headers=s3_service["other"]).json()["total"] == 0
-    assert client.get(f"/v1/jobs?batch_id={batch['id']}", headers=me).json()["total"] == 3
+    assert client.get(f"/v1/jobs?batch_id={batch['id']}", headers=me).json()["total"] == 4
     manifest = client.get(f"/v1/batches/{batch['id']}/manifest", headers=me)
-    assert manifest.status_code == 200 and len(manifest.text.splitlines()) == 3
+    assert manifest.status_code == 200 and len(manifest.text.splitlines()) == 4
 
     # Re-submitting resumes: the two finished objects are skipped, only the failed one runs again.
     again = client.post("/v1/batches", headers=me, json=spec)
     assert again.status_code == 202 and again.json()["id"] != batch["id"]
     resumed = wait_batch(client, again.json()["id"], me)
-    assert resumed["counts"]["skipped"] == 2 and resumed["counts"]["failed"] == 1
+    assert resumed["counts"]["skipped"] == 3 and resumed["counts"]["failed"] == 1
     assert resumed["counts"]["succeeded"] == 0
-    assert len(fs.cat_file(f"{b}/out/manifest.jsonl").decode().splitlines()) == 3
+    assert len(fs.cat_file(f"{b}/out/manifest.jsonl").decode().splitlines()) == 4
 
 
 @pytest.mark.slow

@@ -52,6 +52,9 @@ function showError(msg) {
 }
 
 const fmt = (x, digits = 2) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+// An unmeasured sync score is a neutral prior, not a pass: show what perception said instead.
+const UNMEASURED = { cannot_tell: "cannot tell", no_picture: "no picture" };
+const fmtSync = (s) => (s && UNMEASURED[s.sync_verdict]) || fmt(s && s.sync);
 const when = (iso) => (iso ? new Date(iso + (iso.endsWith("Z") ? "" : "Z")).toLocaleString() : "");
 
 function setBadge(node, text) {
@@ -142,7 +145,7 @@ async function refreshLists() {
     jt.replaceChildren(...jobs.items.map((j) => el("tr", {},
       el("td", {}, el("a", { href: "/jobs/" + j.id }, j.input_name)),
       el("td", {}, el("span", { class: "badge " + j.state }, j.state)),
-      el("td", {}, j.tier || ""), el("td", {}, fmt(j.scores.alignment)), el("td", {}, fmt(j.scores.sync)),
+      el("td", {}, j.tier || ""), el("td", {}, fmt(j.scores.alignment)), el("td", {}, fmtSync(j.scores)),
       el("td", { class: "muted" }, when(j.created_at)))));
     const bt = $("batches").tBodies[0];
     bt.replaceChildren(...batches.items.map((b) => el("tr", {},
@@ -229,7 +232,7 @@ function initJob() {
     $("job-error").textContent = job.error || ""; $("job-error").hidden = !job.error;
     $("scores").replaceChildren(
       el("span", { class: "score" }, "alignment ", el("b", { id: "score-alignment" }, fmt(job.scores.alignment))),
-      el("span", { class: "score" }, "sync ", el("b", { id: "score-sync" }, fmt(job.scores.sync))),
+      el("span", { class: "score" }, "sync ", el("b", { id: "score-sync" }, fmtSync(job.scores))),
       el("span", { class: "score muted" }, "rounds " + (job.rounds ?? "–") + " · attempts " + job.attempts + " · queue " + job.queue));
     $("cancel").hidden = !ACTIVE.includes(job.state);
     if (!loaded && !ACTIVE.includes(job.state)) {
@@ -283,7 +286,7 @@ function initBatch() {
       $("jobs").tBodies[0].replaceChildren(...jobs.items.map((j) => el("tr", {},
         el("td", {}, el("a", { href: "/jobs/" + j.id }, j.input_name)),
         el("td", {}, el("span", { class: "badge " + j.state }, j.state)), el("td", {}, j.tier || ""),
-        el("td", {}, fmt(j.scores.alignment)), el("td", {}, fmt(j.scores.sync)),
+        el("td", {}, fmt(j.scores.alignment)), el("td", {}, fmtSync(j.scores)),
         el("td", {}, Math.round((j.state === "succeeded" ? 1 : j.progress.fraction) * 100) + " %"))));
       if (running) setTimeout(tick, 1500);
     } catch (e) {
