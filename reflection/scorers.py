@@ -244,6 +244,8 @@ SCORERS: dict[str, str] = {
     "embedded": "avagent.reflection.scorers:EmbeddedScorer",
     # ImageBind (imagebind-unofficial, CC BY-NC-SA 4.0; the `imagebind` extra), user weights.
     "imagebind": "avagent.reflection.imagebind:ImageBindScorer",
+    # The AV-MAE critic (`avagent train critic`); needs torch and checkpoint=PATH.
+    "learned": "avagent.training.critic:LearnedScorer",
 }
 
 

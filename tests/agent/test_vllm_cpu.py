@@ -69,13 +69,13 @@ def published_command_lines() -> dict[str, list[str]]:
     text = (ROOT / "docs" / "backends.md").read_text()
     for i, block in enumerate(re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, re.S)):
         joined = block.replace("\\\n", " ")
-        for line in joined.splitlines():
+        for j, line in enumerate(joined.splitlines()):
             argv = shlex.split(line, comments=True)
             if argv[:2] == ["vllm", "serve"]:
-                lines[f"docs/backends.md block {i}"] = argv[2:]
+                lines[f"docs/backends.md block {i} line {j}"] = argv[2:]
             elif "vllm.entrypoints.openai.api_server" in argv:
                 at = argv.index("vllm.entrypoints.openai.api_server")
-                lines[f"docs/backends.md block {i}"] = argv[at + 1:]
+                lines[f"docs/backends.md block {i} line {j}"] = argv[at + 1:]
     return lines
 
 
@@ -93,8 +93,10 @@ def test_published_vllm_command_lines_parse(vllm_python: Path) -> None:
     )
     results = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
     assert len(results) == len(lines) + 1, out.stderr[-2000:]
-    for where, r in zip(lines, results, strict=False):
+    for (where, argv), r in zip(lines.items(), results, strict=False):
         assert r["ok"], f"{where}: {r['error']}"
+        if any("Qwen" in a for a in argv):  # the captioners' audio/vision LLM servers: no adapter
+            continue
         assert r["enable_lora"], f"{where}: LoRA not enabled"
         assert any(m.startswith(f"{LORA_NAME}=") for m in r["lora_modules"]), where
     assert not results[-1]["ok"] and out.returncode == 1
