@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("avagent.service.commands.serve", "run the HTTP API (and a worker) on this machine"),
     "worker": ("avagent.service.commands.worker", "run a queue worker that repairs submitted jobs"),
     "keys": ("avagent.service.commands.keys", "create, list and revoke API keys"),
+    "train": ("avagent.service.commands.train", "pretraining and fine-tuning tools (mae, probe, ...)"),
 }
 
 
