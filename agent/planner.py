@@ -52,7 +52,7 @@ def validate_plan(plan: Plan) -> Plan:
             continue
         params = {k: v for k, v in checked.model_dump().items() if k in step.params}
         steps.append(Step(action=step.action, params=params, reasoning=step.reasoning))
-    return Plan(steps=steps, planner=plan.planner, notes=notes)
+    return plan.model_copy(update={"steps": steps, "notes": notes})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,6 +283,7 @@ PLANNERS: dict[str, str] = {
     "rules": "avagent.agent.planner:RulePlanner",
     "random": "avagent.agent.planner:RandomPlanner",
     "none": "avagent.agent.planner:NonePlanner",
+    "llm": "avagent.agent.llm_planner:LLMPlanner",
 }
 
 

@@ -42,6 +42,7 @@ class Plan(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     planner: str = ""
     notes: list[str] = Field(default_factory=list, description="validation repairs, fallbacks")
+    fallback: str | None = Field(None, description="why the guard replaced an LLM plan")
 
     def describe(self) -> str:
         if not self.steps:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("avagent.service.commands.worker", "run a queue worker that repairs submitted jobs"),
     "keys": ("avagent.service.commands.keys", "create, list and revoke API keys"),
     "train": ("avagent.service.commands.train", "pretraining and fine-tuning tools (mae, probe, ...)"),
+    "backends": ("avagent.service.commands.backends", "list model backends, reachability, fallbacks"),
 }
 
 

@@ -107,6 +107,7 @@ def repair_file(
     from avagent.agent.state import AgentContext
     from avagent.reflection.scorers import get_scorer
     from avagent.service import media
+    from avagent.service.llm_backends import planner_kwargs
 
     settings = settings or get_settings()
     options = options or RepairOptions(
@@ -133,7 +134,7 @@ def repair_file(
     t_decoded = time.perf_counter()
 
     context = AgentContext(
-        planner=get_planner(options.planner),
+        planner=get_planner(options.planner, **planner_kwargs(settings, options.planner)),
         scorer=get_scorer(settings.scorer),
         max_rounds=int(options.max_rounds),
         threshold=float(options.threshold),
@@ -228,6 +229,7 @@ def build_report(
                 "planner": r.plan.planner,
                 "plan": [s.model_dump() for s in r.plan.steps],
                 "notes": r.plan.notes,
+                "fallback": r.plan.fallback,
                 "scores": r.scores.model_dump(),
                 "improved": r.improved,
                 "feedback": r.feedback,

@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     audio_caption_model: str = ""
     video_caption_model: str = ""
     imagebind_checkpoint: Path | None = None
+    # The LLM planner (--planner llm): a server (vLLM with our LoRA as `planner_model`), or with
+    # no URL the embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora override its files).
+    planner_base_url: str = Field("", description="empty: llm_base_url; both empty: embedded")
+    planner_lora: Path | None = Field(None, description="GGUF LoRA for the embedded planner")
+    planner_gguf: Path | None = Field(None, description="GGUF model instead of SmolLM2-135M")
+    planner_threads: int = Field(1, ge=1, description="llama.cpp threads of the embedded planner")
+    llm_timeout_s: float = Field(60.0, gt=0, description="per request to an LLM server")
+    llm_max_retries: int = Field(1, ge=0, description="extra tries after a timeout/5xx")
+    llm_concurrency: int = Field(4, ge=1, description="requests in flight per client")
+    llm_dialect: Literal["auto", "openai", "vllm", "llamacpp", "none"] = "auto"
 
     # Service.
     secret_key: str = "dev-secret"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from avagent.errors import AvagentError, MediaError
+from avagent.errors import AvagentError, MediaError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,11 @@ MEDIA_SUFFIXES = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
     p.add_argument("-o", "--outdir", required=True, type=Path, help="where outputs are written")
-    p.add_argument("--planner", default=None, help="rules (default), random, none")
+    p.add_argument("--planner", default=None, help="rules (default), llm, random, none")
+    p.add_argument("--planner-lora", type=Path, default=None, metavar="GGUF",
+                   help="LoRA adapter (GGUF) for the embedded LLM planner")
+    p.add_argument("--llm-url", default=None, metavar="URL",
+                   help="OpenAI-compatible server for the LLM planner (default: embedded model)")
     p.add_argument("--max-rounds", type=int, default=None, help="plan/act/reflect rounds (3)")
     p.add_argument("--threshold", type=float, default=None, help="accept when both scores ≥ (0.85)")
     p.add_argument(
@@ -70,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from avagent.service.settings import get_settings
 
     settings = get_settings()
+    overrides = {"planner_lora": args.planner_lora, "planner_base_url": args.llm_url}
+    if any(v is not None for v in overrides.values()):
+        settings = settings.model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
+        )
     options = RepairOptions(
         planner=args.planner or settings.planner,
         max_rounds=args.max_rounds if args.max_rounds is not None else settings.max_rounds,
@@ -77,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         outputs=tuple(o.strip() for o in args.outputs.split(",") if o.strip()),
     )
     options.check()
+    if args.planner_lora is not None and not args.planner_lora.is_file():
+        raise ParameterError(f"--planner-lora {str(args.planner_lora)!r} is not a file")
     files, problems = expand_inputs(args.inputs)
     err = Console(stderr=True)
     for item, why in problems:

@@ -4,12 +4,9 @@ produces on demand (a 500, a stall, garbage)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,71 +21,7 @@ from avagent.agent.llm import (
     text_part,
 )
 from avagent.errors import BackendError, ParameterError
-
-# ----------------------------------------------------------------------------------------------
-# A scripted OpenAI-shaped server: each request pops the next (status, body, delay_s) reply.
-
-
-class Scripted(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.replies: list[tuple[int, Any, float]] = []
-        self.requests: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Scripted
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self) -> None:
-        n = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(n)) if n else None
-        self.server.requests.append({"path": self.path, "body": body})
-        status, payload, delay = self.server.replies.pop(0) if self.server.replies else (
-            200, _chat('{"answer": "default"}'), 0.0)
-        time.sleep(delay)
-        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout test)
-
-    def do_GET(self) -> None:
-        self._reply()
-
-    def do_POST(self) -> None:
-        self._reply()
-
-
-def _chat(content: str, finish: str = "stop") -> dict[str, Any]:
-    return {
-        "id": "x", "object": "chat.completion", "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-    }
-
-
-@pytest.fixture
-def scripted() -> Iterator[Scripted]:
-    srv = Scripted()
-    t = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    t.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+from tests.agent.openai_stub import Scripted, chat_reply
 
 
 class Answer(BaseModel):
@@ -116,7 +49,7 @@ def test_unreachable_port_is_a_backend_error_naming_the_url() -> None:
 
 def test_500_is_retried_then_succeeds(scripted: Scripted) -> None:
     scripted.replies = [(500, {"error": "boom"}, 0.0), (503, {"error": "busy"}, 0.0),
-                        (200, _chat('{"answer": "ok"}'), 0.0)]
+                        (200, chat_reply('{"answer": "ok"}'), 0.0)]
     out = _client(scripted.url, max_retries=2).chat(MSG)
     assert out.text == '{"answer": "ok"}'
     assert out.attempts == 3
@@ -137,7 +70,7 @@ def test_4xx_is_not_retried(scripted: Scripted) -> None:
 
 
 def test_timeout(scripted: Scripted) -> None:
-    scripted.replies = [(200, _chat("{}"), 2.0)]
+    scripted.replies = [(200, chat_reply("{}"), 2.0)]
     t0 = time.perf_counter()
     with pytest.raises(BackendError, match=r"timed out after 0.3 s"):
         _client(scripted.url, timeout_s=0.3, max_retries=0).chat(MSG)
@@ -155,9 +88,9 @@ def test_garbage_and_non_chat_answers(scripted: Scripted) -> None:
 
 def test_structured_answer_is_validated_on_our_side(scripted: Scripted) -> None:
     scripted.replies = [
-        (200, _chat('Sure! ```json\n{"answer": "fenced"}\n```'), 0.0),
-        (200, _chat('{"answer": 3}'), 0.0),
-        (200, _chat('{"answ', finish="length"), 0.0),
+        (200, chat_reply('Sure! ```json\n{"answer": "fenced"}\n```'), 0.0),
+        (200, chat_reply('{"answer": 3}'), 0.0),
+        (200, chat_reply('{"answ', finish="length"), 0.0),
     ]
     client = _client(scripted.url, max_retries=0)
     assert client.complete_json(MSG, Answer).answer == "fenced"
@@ -173,8 +106,8 @@ def test_structured_answer_is_validated_on_our_side(scripted: Scripted) -> None:
 
 def test_dialects_shape_response_format(scripted: Scripted) -> None:
     scripted.replies = [(200, {"object": "list", "data": [{"id": "m", "owned_by": "me"}]}, 0.0),
-                        (200, _chat('{"answer": "a"}'), 0.0),
-                        (200, _chat('{"answer": "b"}'), 0.0)]
+                        (200, chat_reply('{"answer": "a"}'), 0.0),
+                        (200, chat_reply('{"answer": "b"}'), 0.0)]
     auto = LLMClient(scripted.url, model="m", dialect="auto")
     assert auto.complete_json(MSG, Answer).answer == "a"
     assert auto.dialect == "llamacpp"
@@ -185,7 +118,7 @@ def test_dialects_shape_response_format(scripted: Scripted) -> None:
 
 
 def test_concurrency_is_bounded(scripted: Scripted) -> None:
-    scripted.replies = [(200, _chat('{"answer": "x"}'), 0.3) for _ in range(4)]
+    scripted.replies = [(200, chat_reply('{"answer": "x"}'), 0.3) for _ in range(4)]
     client = _client(scripted.url, concurrency=2, max_retries=0)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client.chat, args=(MSG,)) for _ in range(4)]
