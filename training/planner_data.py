@@ -396,20 +396,33 @@ def generate(cfg: DataConfig, progress: Callable[[int, int], None] | None = None
     jobs = [(n, k, cfg.seed, cfg.duration_s, bool(rng.random() < cfg.reflect_fraction),
              bool(rng.random() < cfg.speech_quality_fraction))
             for n in names for k in range(cfg.cases_per_source)]
+    # Records are appended as cases finish (partial.jsonl), so an interrupted run resumes: a
+    # rerun with the same config skips the cases already there.
+    partial = out / "partial.jsonl"
+    done: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    if partial.is_file():
+        for r in read_jsonl(partial):
+            done.setdefault((r["source"], r["case"]), []).append(r)
+    todo = [j for j in jobs if (j[0], j[1]) not in done]
     t0 = time.perf_counter()
-    records: list[dict[str, Any]] = []
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            for i, recs in enumerate(pool.map(_job, jobs, chunksize=1)):
-                records += recs
-                if progress:
-                    progress(i + 1, len(jobs))
-    else:
-        for i, job in enumerate(jobs):
-            records += _job(job)
+    with partial.open("a") as f:
+        def keep(recs: list[dict[str, Any]]) -> None:
+            done[(recs[0]["source"], recs[0]["case"])] = recs
+            for r in recs:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.flush()
             if progress:
-                progress(i + 1, len(jobs))
+                progress(len(done), len(jobs))
+
+        if cfg.workers > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(cfg.workers) as pool:
+                for recs in pool.map(_job, todo, chunksize=1):
+                    keep(recs)
+        else:
+            for job in todo:
+                keep(_job(job))
     wall = time.perf_counter() - t0
+    records = [r for j in jobs for r in done[(j[0], j[1])]]  # the jobs' order: deterministic
     for r in records:
         r["split"] = splits[r["source"]]
     tmp = out / "records.jsonl.tmp"
@@ -417,13 +430,14 @@ def generate(cfg: DataConfig, progress: Callable[[int, int], None] | None = None
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     tmp.replace(out / "records.jsonl")
+    partial.unlink()
     counts = write_splits(records, out)
     perceive_s = [r["timings_s"]["perceive"] for r in records if not r["history"]]
     reflect_s = [r["timings_s"]["reflect"] for r in records if r["history"]]
     manifest = {
         "config": asdict(cfg), "examples": counts, "cases": len(jobs),
         "sources": {s: sorted(n for n in names if splits[n] == s) for s in SPLITS},
-        "wall_s": round(wall, 1),
+        "wall_s": round(wall, 1), "resumed_cases": len(jobs) - len(todo),
         "perceive_s_mean": round(float(np.mean(perceive_s)), 3) if perceive_s else None,
         "reflect_s_mean": round(float(np.mean(reflect_s)), 3) if reflect_s else None,
         "families": _count(r["family"] for r in records if not r["history"]),
@@ -485,7 +499,8 @@ def run(args: Any) -> int:
 
     def progress(i: int, n: int) -> None:
         if bar is not None:
-            bar.update(1)
+            bar.n = i
+            bar.refresh()
 
     manifest = generate(cfg, progress)
     if bar is not None:

