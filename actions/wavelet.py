@@ -11,8 +11,8 @@ from scipy.ndimage import uniform_filter1d
 
 from avagent.actions.base import ActionParams
 from avagent.dsp import (
-    _RATIO_NO_NOISE,
-    _RATIO_NOISE,
+    RATIO_NO_NOISE,
+    RATIO_NOISE,
     fft_size,
     from_rows,
     noise_psd,
@@ -177,5 +177,5 @@ def _band_sigma(d: np.ndarray, band_sr: float, block_ms: float, percentile: floa
     # No stationary floor at all (clean music: its quietest blocks are pads and decays, the tail
     # keeps falling): scale sigma by the same tail-ratio confidence the STFT denoisers use.
     ratio = (ests[2] / np.maximum(ests[0], 1e-30)) ** 2
-    conf = np.clip((ratio - _RATIO_NO_NOISE) / (_RATIO_NOISE - _RATIO_NO_NOISE), 0.0, 1.0)
+    conf = np.clip((ratio - RATIO_NO_NOISE) / (RATIO_NOISE - RATIO_NO_NOISE), 0.0, 1.0)
     return est * np.sqrt(conf)

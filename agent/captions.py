@@ -2,11 +2,33 @@
 
 The audio caption only speaks of sound and the video caption only of the picture, so a planner
 reading both sees a mismatch the way a person comparing two descriptions would.
+
+Captioners are interchangeable, one registry (:data:`CAPTIONERS`, ``name -> "module:Class"``,
+imported lazily; :func:`get_captioner`), one protocol per modality:
+
+* :class:`AudioCaptioner` ``caption(facts: AudioFacts, *, y, sr) -> str`` sees the sound only
+  (the measured facts and the waveform, for an audio LLM);
+* :class:`VideoCaptioner` ``caption(facts: VideoFacts, *, frames) -> str`` sees the picture only
+  (the measured facts and the sampled frames, for a vision LLM).
+
+The graph reaches them through ``AgentContext.captioners`` (:class:`Captioners`), whose
+:meth:`Captioners.describe` hands each one its own modality and nothing else. The embedded
+captioners (:func:`audio_caption`, :func:`video_caption` over the facts) are the first entries.
 """
 
 from __future__ import annotations
 
-from avagent.perception.facts import AudioFacts, NoiseKind, SyncFacts, VideoFacts
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+import numpy as np
+
+from avagent.errors import ParameterError
+from avagent.perception.facts import AudioFacts, Facts, NoiseKind, SyncFacts, VideoFacts
+from avagent.perception.frames import FrameSet
+
+Modality = Literal["audio", "video"]
 
 _NOISE_WORDS = {
     NoiseKind.BROADBAND: "steady broadband hiss",
@@ -126,3 +148,99 @@ def sync_caption(s: SyncFacts) -> str:
     d = s.audio_delay_ms or 0.0
     when = "late" if d > 0 else "early"
     return f"Sound is {abs(d):.0f} ms {when} against the picture (confidence {s.confidence:.2f})."
+
+
+# --------------------------------------------------------------------------- captioners
+
+
+class AudioCaptioner(Protocol):
+    """Describes the sound track. Gets the audio facts and the audio, never the picture."""
+
+    name: str
+    modality: ClassVar[Modality]
+
+    def caption(self, facts: AudioFacts, *, y: np.ndarray, sr: int) -> str: ...
+
+
+class VideoCaptioner(Protocol):
+    """Describes the picture. Gets the video facts and the sampled frames, never the sound."""
+
+    name: str
+    modality: ClassVar[Modality]
+
+    def caption(self, facts: VideoFacts, *, frames: FrameSet | None) -> str: ...
+
+
+class EmbeddedAudioCaptioner:
+    """The offline default: :func:`audio_caption` of the measured facts."""
+
+    name = "embedded-audio"
+    modality: ClassVar[Modality] = "audio"
+
+    def caption(self, facts: AudioFacts, *, y: np.ndarray, sr: int) -> str:
+        return audio_caption(facts)
+
+
+class EmbeddedVideoCaptioner:
+    """The offline default: :func:`video_caption` of the measured facts."""
+
+    name = "embedded-video"
+    modality: ClassVar[Modality] = "video"
+
+    def caption(self, facts: VideoFacts, *, frames: FrameSet | None) -> str:
+        return video_caption(facts)
+
+
+CAPTIONERS: dict[str, str] = {
+    "embedded-audio": "avagent.agent.captions:EmbeddedAudioCaptioner",
+    "embedded-video": "avagent.agent.captions:EmbeddedVideoCaptioner",
+}
+
+
+def get_captioner(name: str, *, modality: Modality | None = None, **kwargs: Any) -> Any:
+    """Instantiate captioner ``name``; an unknown name (or one of the other modality) raises
+    :class:`ParameterError` listing the valid ones."""
+    valid = [n for n in CAPTIONERS if modality is None or _modality_of(n) == modality]
+    if name not in valid:
+        kind = f"{modality} captioner" if modality else "captioner"
+        raise ParameterError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+    module, _, cls = CAPTIONERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+def get_captioners(name: str = "embedded", **kwargs: Any) -> Captioners:
+    """The pair a captioner backend name stands for (``Settings.captioner``): its
+    ``"{name}-audio"`` and ``"{name}-video"`` entries, each built with ``kwargs``."""
+    backends = sorted({n.rsplit("-", 1)[0] for n in CAPTIONERS})
+    if f"{name}-audio" not in CAPTIONERS or f"{name}-video" not in CAPTIONERS:
+        raise ParameterError(f"unknown captioner {name!r}; valid: {', '.join(backends)}")
+    return Captioners(
+        audio=get_captioner(f"{name}-audio", modality="audio", **kwargs),
+        video=get_captioner(f"{name}-video", modality="video", **kwargs),
+    )
+
+
+def _modality_of(name: str) -> Modality:
+    module, _, cls = CAPTIONERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls).modality
+
+
+@dataclass
+class Captioners:
+    """The audio and video captioner of one run (``AgentContext.captioners``)."""
+
+    audio: AudioCaptioner = field(default_factory=EmbeddedAudioCaptioner)
+    video: VideoCaptioner = field(default_factory=EmbeddedVideoCaptioner)
+
+    def describe(
+        self, facts: Facts, *, y: np.ndarray, sr: int, frames: FrameSet | None
+    ) -> dict[str, str]:
+        """``{"audio": ..., "video": ...}``: each captioner sees only its own modality; the
+        video caption is empty when there is no picture."""
+        return {
+            "audio": self.audio.caption(facts.audio, y=y, sr=sr),
+            "video": (
+                self.video.caption(facts.video, frames=frames) if facts.video is not None else ""
+            ),
+        }
+

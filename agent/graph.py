@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from avagent.actions import apply_action
-from avagent.agent.captions import audio_caption, video_caption
+from avagent.actions.registry import action_names
 from avagent.agent.state import AgentContext, AgentState, Plan, Round, Step
 from avagent.errors import AvagentError
 from avagent.perception.facts import Facts
@@ -31,7 +31,7 @@ from avagent.reflection.scorers import Scores
 logger = logging.getLogger(__name__)
 
 MIN_GAIN = 0.01  # a repair must beat the best so far by this much in overall score
-TIMING_ACTIONS = {"speed", "pitch"}
+TIMING_ACTIONS = frozenset(action_names(changes_timing=True))  # re-measure sync after these
 
 
 def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -46,11 +46,10 @@ def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     facts: Facts = perceive_fn(
         y, sr=sr, frames=state.get("frames"), audio_duration_s=y.shape[-1] / sr
     )
-    captions = {
-        "audio": audio_caption(facts.audio),
-        "video": video_caption(facts.video) if facts.video is not None else "",
-    }
-    baseline = ctx.scorer.score_facts(facts)
+    frames = state.get("frames")
+    captions = ctx.captioners.describe(facts, y=y, sr=sr, frames=frames)
+    # the untouched input is scored like every candidate; perception's facts spare re-measuring
+    baseline, _ = ctx.scorer.score(y, sr=sr, frames=frames, facts=facts)
     logger.info("[%s] perceived: %s | baseline %s", ctx.job_id, captions["audio"], _fmt(baseline))
     return {
         "facts": facts,

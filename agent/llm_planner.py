@@ -85,7 +85,7 @@ def _fmt(s: Step) -> str:
     return s.action + "(" + ", ".join(f"{k}={v}" for k, v in s.params.items()) + ")"
 
 
-REASONING_MAX_CHARS = 240
+REASONING_MAX_CHARS = 160
 
 
 def _bounded(schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Planners: facts + captions + history → Plan. One interface, one registry.
+"""Planners: facts + captions + history → Plan. One interface (:class:`avagent.agent.state.Planner`), one registry (:data:`PLANNERS`).
 
 ``rules``   an expert rule set mapping measured faults to actions and parameters (the default,
             and the guard/fallback of any LLM planner);
@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from avagent.actions import ACTIONS, get_action
 from avagent.actions.base import parse_params
-from avagent.agent.state import Plan, Round, Step
-from avagent.errors import AvagentError, ParameterError
+from avagent.actions.registry import action_names
+from avagent.agent.state import Plan, Planner, Round, Step
+from avagent.errors import ParameterError
 from avagent.perception.facts import Facts, NoiseKind
+from avagent.rates import PAL_RATE
 from avagent.reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
 logger = logging.getLogger(__name__)
 
-PAL_RATE = 25.0 / 23.976  # audio clock / video clock after a PAL speed-up
-
-
-class Planner(Protocol):
-    name: str
-
-    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,7 +83,7 @@ DENOISERS: dict[NoiseKind, list[tuple[str, dict[str, Any]]]] = {
 }
 
 
-_DENOISE = {"wiener", "spectral_gating", "spectral_subtraction", "wavelet_denoise"}
+_DENOISE = frozenset(action_names("noise"))
 
 
 class RulePlanner:
@@ -298,8 +293,5 @@ def get_planner(name: str, **kwargs: Any) -> Planner:
             f"unknown planner {name!r}; valid planners: {', '.join(PLANNERS)}"
         ) from None
     module, _, cls = target.partition(":")
-    try:
-        planner: Planner = getattr(importlib.import_module(module), cls)(**kwargs)
-    except AvagentError:
-        raise
+    planner: Planner = getattr(importlib.import_module(module), cls)(**kwargs)
     return planner

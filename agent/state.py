@@ -1,24 +1,27 @@
-"""The agent's state, its run context, and the plan/round records that end up in report.json."""
+"""The agent's state, its run context, the plan/round records that end up in report.json, and
+the :class:`Planner` protocol (here, beside the records it reads and writes, so the planners in
+:mod:`avagent.agent.planner` import it and nothing imports the planners to type it).
+
+The context's other seams: the scorer (:class:`avagent.reflection.scorers.Scorer`) and the
+captioners (:class:`avagent.agent.captions.Captioners`), each from its own registry.
+"""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from avagent.agent.captions import Captioners
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
-from avagent.reflection.scorers import Scores
+from avagent.reflection.scorers import Scorer, Scores
 
-if TYPE_CHECKING:  # only for type checkers: keeps planner imports lazy at run time
-    from avagent.agent.planner import Planner
-    from avagent.reflection.scorers import Scorer
-
-__all__ = ["AgentContext", "AgentState", "Plan", "Round", "Scores", "Step"]
+__all__ = ["AgentContext", "AgentState", "Plan", "Planner", "Round", "Scores", "Step"]
 
 
 class Step(BaseModel):
@@ -62,6 +65,15 @@ class Round(BaseModel):
     timings_s: dict[str, float] = Field(default_factory=dict)
 
 
+class Planner(Protocol):
+    """Turns facts, captions and the rounds so far into the next plan (registry:
+    :data:`avagent.agent.planner.PLANNERS`, built by :func:`avagent.agent.planner.get_planner`)."""
+
+    name: str
+
+    def plan(self, facts: Facts, captions: dict[str, str], history: list[Round]) -> Plan: ...
+
+
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -74,6 +86,7 @@ class AgentContext:
     max_rounds: int = 3
     threshold: float = 0.85
     perceive: Callable[..., Facts] | None = None  # default: agent.perceive.perceive
+    captioners: Captioners = field(default_factory=Captioners)  # default: the embedded ones
     progress: ProgressFn | None = None
     job_id: str = "-"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,13 @@
-"""avagent core: the exception family and audio validation shared by every layer.
+"""avagent core: what every layer shares, below all of them (it imports none of them).
 
-The product lives in the sibling packages ``actions``, ``reflection``, ``agent``, ``service`` and
-``training``; this package sits below all of them and imports none.
+* ``errors`` (the exception family), ``audio`` (validation at the boundary);
+* shared signal code that perception and actions both use: ``dsp`` (STFT, noise PSD, floor
+  confidence), ``loudness`` (BS.1770 loudness, true peak), ``hum`` (the 50/60 Hz comb
+  detector), ``dropouts`` (the dropout detector);
+* ``rates``: clock-rate constants (PAL and the other known speed-ups), defined once.
+
+The layers are sub-packages: ``avagent.perception``, ``avagent.actions``, ``avagent.reflection``,
+``avagent.agent``, ``avagent.service``, ``avagent.training``, ``avagent.bench``.
 """
 
 from avagent.errors import AvagentError, BackendError, MediaError, ParameterError, PlanError

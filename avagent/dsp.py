@@ -111,8 +111,8 @@ def _percentile_bias(n_fft: int, percentile: float, frames: int, bins: int) -> f
 # at percentile / 4 and percentile is ~0.97 for stationary noise under speech or music (0.85 at
 # worst in the lowest bins at 5 dB SNR) and 0.1-0.75 for clean music, whose quietest moments
 # keep getting quieter. Confidence ramps from 0 to 1 between these two ratios.
-_RATIO_NO_NOISE = 0.7
-_RATIO_NOISE = 0.85
+RATIO_NO_NOISE = 0.7
+RATIO_NOISE = 0.85
 
 
 def noise_psd(
@@ -208,7 +208,7 @@ def stationary_confidence(ratio: np.ndarray, *, n_fft: int, sr: int) -> np.ndarr
 
     ``ratio`` ``(m, 1, F)`` is the bias-corrected low-percentile estimate at ``p / 4`` over the
     one at ``p``; it is averaged in the log domain over ~300 Hz (one bin's ratio is noisy) and
-    mapped linearly from 0 at :data:`_RATIO_NO_NOISE` to 1 at :data:`_RATIO_NOISE`.
+    mapped linearly from 0 at :data:`RATIO_NO_NOISE` to 1 at :data:`RATIO_NOISE`.
     """
     width = max(3, int(300.0 * n_fft / sr) | 1)
     lr = np.log(np.clip(ratio, 1e-6, 1.0))
@@ -218,7 +218,7 @@ def stationary_confidence(ratio: np.ndarray, *, n_fft: int, sr: int) -> np.ndarr
         lr[..., :2] = lr[..., 2:3]
     lr = uniform_filter1d(lr, width, axis=-1, mode="nearest")
     r = np.exp(lr)
-    return np.clip((r - _RATIO_NO_NOISE) / (_RATIO_NOISE - _RATIO_NO_NOISE), 0.0, 1.0)
+    return np.clip((r - RATIO_NO_NOISE) / (RATIO_NOISE - RATIO_NO_NOISE), 0.0, 1.0)
 
 
 def _open_spectrum(est: np.ndarray, n_fft: int, sr: int, open_hz: float) -> np.ndarray:

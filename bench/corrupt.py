@@ -7,9 +7,10 @@ gives bit-identical arrays and an equal truth.
 
 The truth carries the repair plan in the action table's vocabulary (``[(action, params)]``) and
 the facts perception ought to find (``expected``: ``audio_delay_ms``, ``rate``, ``hum_hz``,
-``noise_kind``, ``dropouts_s`` ...). This module never imports :mod:`actions`: the faults must not
-share code with what is being tested, so shifting and resampling are done here with numpy and
-``scipy.signal.resample_poly``.
+``noise_kind``, ``dropouts_s`` ...). Of :mod:`avagent.actions` this module reads only the action
+table's names (:func:`~avagent.actions.registry.action_names`, the repair order by family), never
+signal code: the faults must not share code with what is being tested, so shifting and
+resampling are done here with numpy and ``scipy.signal.resample_poly``.
 
 Sign convention (see :mod:`avagent.perception.facts`): ``audio_delay_ms > 0`` means the sound is LATE; it
 is undone by ``speed(offset_ms=-audio_delay_ms)``.
@@ -26,11 +27,10 @@ import pyloudnorm
 from pydantic import BaseModel, Field
 from scipy import signal
 
+from avagent.actions.registry import Family, action_names
 from avagent.bench import signals
 from avagent.bench.metrics import active_mask, bs1770_channels
-
-PAL_RATE = 25.0 / 23.976  # audio of a 23.976 fps film played at 25 fps: 4.27 % fast
-NTSC_PAL = 23.976 / 25.0
+from avagent.rates import NTSC_PAL, PAL_RATE
 
 # Which action undoes which noise. These follow docs/actions.md (best default on the kind).
 NOISE_KIND_OF: dict[str, str] = {
@@ -330,7 +330,8 @@ def dropouts(
             "spans_s": spans_s,
             "seed": seed,
         },
-        repair=[RepairStep(action="fill_blanks", params={})],
+        # the repair knows where the gaps are: fill_blanks(spans_s=...) needs no detector
+        repair=[RepairStep(action="fill_blanks", params={"spans_s": spans_s})],
         expected={"dropouts_s": spans_s},
         reversible=False,
     )
@@ -352,17 +353,8 @@ FAMILIES: dict[str, Callable[..., Result]] = {
 # Faults happen in this order in a mixture (recording, transmission, level, then timing); the
 # repair runs timing first, then gaps, noise, and level last.
 _APPLY_ORDER = ("noise", "hum", "dropouts", "quiet", "clipped", "offset", "drift", "pal")
-_REPAIR_ORDER = (
-    "speed",
-    "pitch",
-    "fill_blanks",
-    "remove_hum",
-    "spectral_gating",
-    "wiener",
-    "spectral_subtraction",
-    "wavelet_denoise",
-    "volume",
-)
+_REPAIR_FAMILIES: tuple[Family, ...] = ("timing", "repair", "tonal", "noise", "level")
+_REPAIR_ORDER = tuple(a for family in _REPAIR_FAMILIES for a in action_names(family))
 
 
 def corrupt(family: str, y: np.ndarray, *, sr: int, seed: int = 0, **params: Any) -> Result:

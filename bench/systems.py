@@ -21,14 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from avagent.actions.registry import Family, action_names
 from avagent.bench.suite import Case
 
-DENOISE_ACTIONS = ("spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating")
+DENOISE_ACTIONS = action_names("noise")
+# Every action that does not move the sound, alone, by family (the report's column order);
+# volume has no default target, so it gets the rule planner's delivery target.
+_SINGLE_FAMILIES: tuple[Family, ...] = ("noise", "tonal", "repair", "level")
+_SINGLE_PARAMS: dict[str, dict[str, Any]] = {"volume": {"target_lufs": -18.0}}
 SINGLE_ACTIONS: dict[str, dict[str, Any]] = {
-    **{a: {} for a in DENOISE_ACTIONS},
-    "remove_hum": {},
-    "fill_blanks": {},
-    "volume": {"target_lufs": -18.0},
+    a: _SINGLE_PARAMS.get(a, {})
+    for family in _SINGLE_FAMILIES
+    for a in action_names(family, changes_timing=False)
 }
 PEERS = ("noisereduce", "rnnoise", "deepfilternet3")
 AGENTS = ("random", "rules")
@@ -99,17 +103,9 @@ def _oracle(ctx: CaseContext) -> Output:
     t0 = time.perf_counter()
     y = ctx.case.y
     plan = ctx.case.truth.plan()
-    for name, params in plan:
-        if name == "fill_blanks" and "spans_s" not in params:
-            # the oracle knows where the dropouts are
-            params = {**params, "spans_s": _truth_spans(ctx.case)}
+    for name, params in plan:  # the truth's repair plan (dropout spans included)
         y = apply_action(name, y, sr=ctx.case.sr, **params)
     return Output("oracle", y, time.perf_counter() - t0, plan=plan)
-
-
-def _truth_spans(case: Case) -> list[tuple[float, float]]:
-    parts = case.truth.parts or [case.truth]
-    return [tuple(s) for p in parts if p.family == "dropouts" for s in p.params["spans_s"]]
 
 
 def _agent(planner_name: str) -> Callable[[CaseContext], Output]:

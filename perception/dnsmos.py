@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from avagent.errors import BackendError
-from avagent.perception.vad import _data_dir, _onnx_session
+from avagent.perception.vad import data_dir, onnx_session
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ def _dnsmos_session():
     global _session
     with _lock:
         if _session is None:
-            path = _data_dir("speechmos", "dnsmos_models") / "sig_bak_ovr.onnx"
+            path = data_dir("speechmos", "dnsmos_models") / "sig_bak_ovr.onnx"
             if not path.exists():
                 raise BackendError(f"DNSMOS model not found at {path}")
-            _session = _onnx_session(path)
+            _session = onnx_session(path)
         return _session
 
 

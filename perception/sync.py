@@ -53,10 +53,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, percentile_filter
 
-from avagent.perception.audio import DIGITAL_SILENCE, _onset_from_16k, _to_16k, to_mono
 from avagent.perception.facts import SyncFacts
+from avagent.perception.features import onset_from_16k
 from avagent.perception.frames import FrameSet
+from avagent.perception.spectrum import DIGITAL_SILENCE, to_16k, to_mono
 from avagent.perception.video import motion_energy, scene_cuts
+from avagent.rates import KNOWN_RATES
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,6 @@ P_RUNNER = 0.01
 Z_WINDOW = 2.0  # a window "has its own peak" when both its p-values are below 10**-Z_WINDOW
 AGREE_MS = 80.0  # such a window must lie within this of the global estimate
 IN_SYNC_MS = 45.0  # |delay| under this is in sync (ITU-R BT.1359 detectability: +45 / −125 ms)
-KNOWN_RATES = (25 / 23.976, 25 / 24, 24 / 23.976, 30 / 29.97)
 RATE_TOL = 0.0025  # a known rate explains the durations to within this share ...
 RATE_TOL_S = 0.08  # ... or this many seconds, whichever is larger (container slop)
 SLOP_S = 0.03  # typical excess of audio over video on the real clips (+7 to +47 ms)
@@ -127,7 +128,7 @@ def _tail(p: np.ndarray, k: int) -> float:
 
 def _audio_onsets(y: np.ndarray, sr: int, dur_s: float) -> np.ndarray:
     """Onset times (s) of the sound: peaks of the positive spectral flux, refined by a parabola."""
-    env, hop = _onset_from_16k(_to_16k(to_mono(y), sr), hop_s=1.0 / GRID_HZ)
+    env, hop = onset_from_16k(to_16k(to_mono(y), sr), hop_s=1.0 / GRID_HZ)
     env = env[: int(dur_s * GRID_HZ)]
     if env.size < 3:
         return np.zeros(0)

@@ -25,7 +25,7 @@ _lock = threading.Lock()
 _session = None
 
 
-def _data_dir(package: str, sub: str) -> Path:
+def data_dir(package: str, sub: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise BackendError(
@@ -34,7 +34,7 @@ def _data_dir(package: str, sub: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / sub
 
 
-def _onnx_session(path: Path):
+def onnx_session(path: Path):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -49,10 +49,10 @@ def _vad_session():
     global _session
     with _lock:
         if _session is None:
-            path = _data_dir("silero_vad", "data") / "silero_vad_16k_sequence.onnx"
+            path = data_dir("silero_vad", "data") / "silero_vad_16k_sequence.onnx"
             if not path.exists():
                 raise BackendError(f"silero-vad model not found at {path}")
-            _session = _onnx_session(path)
+            _session = onnx_session(path)
         return _session
 
 

@@ -17,6 +17,12 @@ sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²),
     multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
     stream durations is normal and not penalised.
 Audio-only inputs get sync = 1 (nothing to be in sync with).
+
+One interface, :class:`Scorer`: ``score(y, *, sr, frames=None, facts=None, before=None,
+timing_changed=False) -> (Scores, Facts)`` scores the untouched input (round 0) and every
+candidate the same way. ``facts`` are measurements of ``y`` itself when the caller has them
+(perception's, for the input); a scorer may use them or measure ``y`` and ``frames`` (colour
+frames in ``frames.colour`` when the decoder supplied them) itself. Registry: :data:`SCORERS`.
 """
 
 from __future__ import annotations
@@ -57,20 +63,23 @@ class Scores(BaseModel):
 class Scorer(Protocol):
     name: str
 
-    def score_facts(self, facts: Facts) -> Scores:
-        """Score measured facts (used for the untouched input: perception already measured it)."""
-        ...
-
     def score(
         self,
         y: np.ndarray,
         *,
         sr: int,
-        frames: FrameSet | None,
-        before: Facts,
-        timing_changed: bool,
+        frames: FrameSet | None = None,
+        facts: Facts | None = None,
+        before: Facts | None = None,
+        timing_changed: bool = False,
     ) -> tuple[Scores, Facts]:
-        """Re-measure candidate audio ``y`` and score it; also return what was measured."""
+        """Score audio ``y`` against its picture ``frames``; also return the facts it used.
+
+        ``facts``: measurements of ``y`` itself, when the caller already has them (round 0:
+        perception's facts of the input). ``before``: the facts of the untouched input, for a
+        candidate (what did not change need not be re-measured: the picture, and the sync
+        unless ``timing_changed``). Round 0 and every candidate go through this one method.
+        """
         ...
 
 
@@ -114,35 +123,49 @@ class EmbeddedScorer:
 
     name = "embedded"
 
-    def score_facts(self, facts: Facts) -> Scores:
-        comp = alignment_components(facts.audio)
-        scomp = sync_components(facts.sync) if facts.video is not None else sync_components(None)
-        alignment = float(np.prod(list(comp.values())))
-        sync = scomp["sync_offset"] * scomp["sync_duration"]
-        details = {**comp, **scomp}
-        return Scores(
-            alignment=_clip01(alignment), sync=_clip01(sync), details=_rounded(details)
-        )
-
     def score(
         self,
         y: np.ndarray,
         *,
         sr: int,
-        frames: FrameSet | None,
-        before: Facts,
-        timing_changed: bool,
+        frames: FrameSet | None = None,
+        facts: Facts | None = None,
+        before: Facts | None = None,
+        timing_changed: bool = False,
     ) -> tuple[Scores, Facts]:
+        if facts is None:
+            facts = self._measure(y, sr=sr, frames=frames, before=before,
+                                  timing_changed=timing_changed)
+        return scores_from_facts(facts), facts
+
+    @staticmethod
+    def _measure(
+        y: np.ndarray, *, sr: int, frames: FrameSet | None, before: Facts | None,
+        timing_changed: bool,
+    ) -> Facts:
         from avagent.perception.audio import analyze_audio
 
         audio = analyze_audio(y, sr=sr, speech_quality=False)  # alignment never reads it
-        sync = before.sync
-        if frames is not None and timing_changed:
+        video = before.video if before is not None else None
+        sync = before.sync if before is not None else None
+        if frames is not None and (timing_changed or before is None):
             from avagent.perception.sync import estimate_sync
+            from avagent.perception.video import analyze_video
 
+            if video is None:
+                video = analyze_video(frames)
             sync = estimate_sync(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
-        facts = Facts(audio=audio, video=before.video, sync=sync)
-        return self.score_facts(facts), facts
+        return Facts(audio=audio, video=video, sync=sync)
+
+
+def scores_from_facts(facts: Facts) -> Scores:
+    """The embedded scorer's formulas (module docstring) over measured facts."""
+    comp = alignment_components(facts.audio)
+    scomp = sync_components(facts.sync) if facts.video is not None else sync_components(None)
+    alignment = float(np.prod(list(comp.values())))
+    sync = scomp["sync_offset"] * scomp["sync_duration"]
+    details = {**comp, **scomp}
+    return Scores(alignment=_clip01(alignment), sync=_clip01(sync), details=_rounded(details))
 
 
 def _clip01(x: float) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,16 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(_module=module)
         try:
-            importlib.import_module(module).add_arguments(p)
+            command = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-            # Subcommand not built in this version: keep it out of the help.
-            sub._name_parser_map.pop(name, None)
-            sub._choices_actions = [a for a in sub._choices_actions if a.dest != name]
+            continue  # subcommand not built in this version: not offered, not in the help
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        command.add_arguments(p)
     return parser
 
 
@@ -71,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"avagent {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`avagent actions --json | head`): stop quietly, as cat does.
+        # Output still buffered would fail again at exit, so stdout goes to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by the pipe
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ Consistency tiers (per finished job, also in batch manifests):
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,16 +37,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     case,
-    create_engine,
-    event,
     func,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from avagent.service.database import database_url, get_engine
 from avagent.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -178,64 +174,13 @@ class Batch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
-def database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.cache_dir / 'avagent.sqlite3'}"
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL: the API and the worker processes read while the other writes.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
-_engines: dict[tuple[int, str], Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """``create_all`` checks, then creates: two processes starting on one new database (the API
-    and a worker) can both see no table and one then fails with "already exists". Checking
-    again settles it."""
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(engine)
-            return
-        except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == attempts - 1:
-                raise
-            logger.info("tables created by another process meanwhile; checking again")
-
-
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process (a forked worker child gets its own)."""
-    key = (os.getpid(), url)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            if url.startswith("sqlite"):
-                engine = create_engine(
-                    url, connect_args={"timeout": 30, "check_same_thread": False}
-                )
-                event.listen(engine, "connect", _sqlite_pragmas)
-            else:
-                engine = create_engine(url, pool_pre_ping=True)
-            _create_tables(engine)
-            _engines[key] = engine
-        return engine
-
 
 class JobStore:
     """All reads and writes of job, batch and key records."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = get_engine(url)
+        self.engine = get_engine(url, Base.metadata)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

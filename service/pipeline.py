@@ -18,7 +18,14 @@ import numpy as np
 
 from avagent import __version__
 from avagent.errors import MediaError, ParameterError
-from avagent.service.settings import Settings, get_settings
+from avagent.service.backends import (
+    backend_name,
+    check_planner,
+    make_captioners,
+    make_planner,
+    make_scorer,
+)
+from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +39,26 @@ class RepairOptions:
     threshold: float = 0.85
     outputs: tuple[str, ...] = OUTPUT_KINDS
 
-    def check(self) -> None:
-        from avagent.agent.planner import PLANNERS
+    @classmethod
+    def from_settings(cls, settings: Settings, *, planner: Any = None, max_rounds: Any = None,
+                      threshold: Any = None, outputs: Any = None) -> RepairOptions:
+        """A job's or command's choices (None: not given) over the Settings defaults."""
+        return cls(
+            planner=backend_name(settings, "planner", planner),
+            max_rounds=int(settings.max_rounds if max_rounds is None else max_rounds),
+            threshold=float(settings.threshold if threshold is None else threshold),
+            outputs=OUTPUT_KINDS if outputs is None else tuple(outputs),
+        )
 
-        if self.planner not in PLANNERS:
-            raise ParameterError(
-                f"planner={self.planner!r} is unknown; valid planners: {', '.join(PLANNERS)}"
-            )
-        if not 1 <= int(self.max_rounds) <= 10:
-            raise ParameterError(f"max_rounds={self.max_rounds} must be within 1..10")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ParameterError(f"threshold={self.threshold} must be within 0..1")
+    def check(self) -> None:
+        """The options' rules (the API's schemas check the same ones: see ``RepairOptionsIn``)."""
+        check_planner(self.planner)
+        lo, hi = ROUNDS_RANGE
+        if not lo <= int(self.max_rounds) <= hi:
+            raise ParameterError(f"max_rounds={self.max_rounds} must be within {lo}..{hi}")
+        lo_t, hi_t = THRESHOLD_RANGE
+        if not lo_t <= float(self.threshold) <= hi_t:
+            raise ParameterError(f"threshold={self.threshold} must be within {lo_t:g}..{hi_t:g}")
         bad = [o for o in self.outputs if o not in OUTPUT_KINDS]
         if bad or not self.outputs:
             raise ParameterError(
@@ -63,7 +79,6 @@ def output_paths(input_path: Path, outdir: Path, ext: str | None) -> dict[str, P
 
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
-    from avagent.agent.captions import audio_caption, video_caption
     from avagent.agent.perceive import perceive
     from avagent.service import media
 
@@ -77,12 +92,10 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
         else None
     )
     facts = perceive(y, sr=sr, frames=frames, audio_duration_s=y.shape[-1] / sr)
+    captions = make_captioners(settings).describe(facts, y=y, sr=sr, frames=frames)
     return {
         "input": str(path),
-        "captions": {
-            "audio": audio_caption(facts.audio),
-            "video": video_caption(facts.video) if facts.video else "",
-        },
+        "captions": captions,
         "analysis": facts.model_dump(mode="json"),
     }
 
@@ -103,16 +116,11 @@ def repair_file(
     Nothing is written unless the repair succeeds, and every file is written atomically.
     """
     from avagent.agent.graph import run_agent
-    from avagent.agent.planner import get_planner
     from avagent.agent.state import AgentContext
-    from avagent.reflection.scorers import get_scorer
     from avagent.service import media
-    from avagent.service.llm_backends import planner_kwargs
 
     settings = settings or get_settings()
-    options = options or RepairOptions(
-        planner=settings.planner, max_rounds=settings.max_rounds, threshold=settings.threshold
-    )
+    options = options or RepairOptions.from_settings(settings)
     options.check()
     job_id = job_id or uuid.uuid4().hex[:8]
     input_path = Path(input_path)
@@ -134,8 +142,9 @@ def repair_file(
     t_decoded = time.perf_counter()
 
     context = AgentContext(
-        planner=get_planner(options.planner, **planner_kwargs(settings, options.planner)),
-        scorer=get_scorer(settings.scorer),
+        planner=make_planner(settings, options.planner),
+        scorer=make_scorer(settings),
+        captioners=make_captioners(settings),
         max_rounds=int(options.max_rounds),
         threshold=float(options.threshold),
         progress=emit,
@@ -247,9 +256,9 @@ def build_report(
         },
         "backends": {
             "perception": "embedded",
-            "captioner": settings.captioner,
+            "captioner": backend_name(settings, "captioner"),
             "planner": options.planner,
-            "scorer": settings.scorer,
+            "scorer": backend_name(settings, "scorer"),
         },
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "realtime_factor": round(info.duration_s / max(timings["total"], 1e-9), 2),

@@ -12,6 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "dev-secret"}
 
 
+# The loop's limits, one definition for Settings, the CLI, the pipeline and the API's schemas.
+ROUNDS_RANGE = (1, 10)
+THRESHOLD_RANGE = (0.0, 1.0)
+
+
 def _default_cache() -> Path:
     return Path.home() / ".cache" / "avagent"
 
@@ -34,8 +39,8 @@ class Settings(BaseSettings):
     planner: str = "rules"
     scorer: str = "embedded"
     captioner: str = "embedded"
-    max_rounds: int = Field(3, ge=1, le=10)
-    threshold: float = Field(0.85, ge=0.0, le=1.0)
+    max_rounds: int = Field(3, ge=ROUNDS_RANGE[0], le=ROUNDS_RANGE[1])
+    threshold: float = Field(0.85, ge=THRESHOLD_RANGE[0], le=THRESHOLD_RANGE[1])
 
     # Heavy backends (OpenAI-compatible servers such as vLLM); empty means not configured.
     llm_base_url: str = ""

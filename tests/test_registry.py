@@ -45,3 +45,29 @@ def test_action_names_derive_from_the_table():
     assert "speed" not in action_names(changes_timing=False)
     with pytest.raises(ParameterError, match="family='coordination'"):
         action_names("coordination")  # type: ignore[arg-type]
+
+
+CALL_ONLY = {"spectral_subtraction": {"noise"}}  # a noise-only clip (documented in its model)
+
+
+@pytest.mark.parametrize("name", list(ACTIONS))
+def test_function_defaults_equal_the_params_model(name):
+    """Each action writes its defaults twice (keyword signature, params model): they must agree,
+    name for name and value for value, or a plan's defaults would differ from a direct call."""
+    import inspect
+
+    spec = ACTIONS[name]
+    sig = inspect.signature(spec.func)
+    keywords = {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name != "sr"
+    }
+    fields = spec.params.model_fields
+    call_only = set(keywords) - set(fields)  # arrays a caller may pass, never a plan
+    assert call_only <= CALL_ONLY.get(name, set()), f"{name}: {call_only} not in its params model"
+    assert all(keywords.pop(k) is None for k in call_only)
+    assert set(keywords) == set(fields), name
+    for key, default in keywords.items():
+        assert default is not inspect.Parameter.empty, f"{name}.{key} has no default"
+        assert fields[key].get_default(call_default_factory=True) == default, f"{name}.{key}"

@@ -39,7 +39,7 @@ repair beat the input), **rejected** (nothing beat the input; the sound is left 
 def create_app(settings: Settings | None = None) -> FastAPI:
     from avagent.service import web
     from avagent.service.api.routes import batches, health, jobs
-    from avagent.service.worker import create_celery
+    from avagent.service.queue import create_celery
 
     settings = settings or get_settings()
     app = FastAPI(

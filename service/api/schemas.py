@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from avagent.service.backends import check_planner
+from avagent.service.settings import ROUNDS_RANGE, THRESHOLD_RANGE
+
 OutputKind = Literal["wav", "video", "report"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Tier = Literal["accepted", "improved", "rejected", "failed"]
@@ -22,8 +25,8 @@ class RepairOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     planner: str | None = Field(None, description="planner name, e.g. 'rules'", max_length=64)
-    max_rounds: int | None = Field(None, ge=1, le=10)
-    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    max_rounds: int | None = Field(None, ge=ROUNDS_RANGE[0], le=ROUNDS_RANGE[1])
+    threshold: float | None = Field(None, ge=THRESHOLD_RANGE[0], le=THRESHOLD_RANGE[1])
     outputs: list[OutputKind] | None = Field(
         None, min_length=1, description="files to write (default: wav, video, report)"
     )
@@ -31,13 +34,7 @@ class RepairOptionsIn(BaseModel):
     @field_validator("planner")
     @classmethod
     def _known_planner(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from avagent.agent.planner import PLANNERS
-
-        if v not in PLANNERS:
-            raise ValueError(f"planner={v!r} is unknown; valid planners: {', '.join(PLANNERS)}")
-        return v
+        return None if v is None else check_planner(v)  # the rule RepairOptions.check uses
 
     @field_validator("outputs")
     @classmethod

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from avagent.service.llm_backends import describe_backends
+    from avagent.service.backend_status import describe_backends
     from avagent.service.settings import get_settings
 
     settings = get_settings()

@@ -79,11 +79,9 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}
         )
-    options = RepairOptions(
-        planner=args.planner or settings.planner,
-        max_rounds=args.max_rounds if args.max_rounds is not None else settings.max_rounds,
-        threshold=args.threshold if args.threshold is not None else settings.threshold,
-        outputs=tuple(o.strip() for o in args.outputs.split(",") if o.strip()),
+    options = RepairOptions.from_settings(
+        settings, planner=args.planner, max_rounds=args.max_rounds, threshold=args.threshold,
+        outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
     )
     options.check()
     if args.planner_lora is not None and not args.planner_lora.is_file():

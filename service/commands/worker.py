@@ -32,8 +32,9 @@ def queue_names(spec: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avagent.service.queue import broker_url
     from avagent.service.settings import get_settings
-    from avagent.service.worker import app, broker_url
+    from avagent.service.worker import worker_app
 
     queues = queue_names(args.queues)
     argv = [
@@ -41,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
         f"--concurrency={args.concurrency}", f"--pool={args.pool}",
         f"--hostname=avagent-{os.getpid()}@%h",
     ]
-    if broker_url(get_settings()).startswith("filesystem"):
+    settings = get_settings()
+    if broker_url(settings).startswith("filesystem"):
         # The file-system transport has no broadcast to gossip or mingle over.
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    app.worker_main(argv)
+    worker_app(settings).worker_main(argv)
     return 0

@@ -11,11 +11,13 @@ import soundfile as sf
 from scipy.signal import correlate
 
 from avagent.actions import apply_action
-from avagent.actions.fill_blanks import fill_blanks, find_dropouts
+from avagent.actions.fill_blanks import fill_blanks
 from avagent.actions.pitch import pitch
 from avagent.actions.speed import speed
-from avagent.actions.volume import loudness_lufs, true_peak_dbtp, volume
+from avagent.actions.volume import volume
+from avagent.dropouts import find_dropouts
 from avagent.errors import ParameterError
+from avagent.loudness import loudness_lufs, true_peak_dbtp
 
 SR = 48000
 
@@ -352,7 +354,7 @@ def test_valid_edge_params_run(rng: np.random.Generator, action: str, params: di
 
 def test_fill_blanks_finds_dropouts_through_codec_tails(video_path, tmp_path):
     """AAC leaves a few ms of faint tail around a zeroed span; the dropout is still found whole."""
-    from avagent.actions.fill_blanks import find_dropouts
+    from avagent.dropouts import find_dropouts
     from avagent.service import media
 
     y, sr = media.load_audio(video_path)

@@ -9,9 +9,10 @@ import pytest
 import soundfile as sf
 
 from avagent.actions import apply_action
-from avagent.actions.hum import detect_hum, remove_hum
+from avagent.actions.hum import remove_hum
 from avagent.actions.spectral_subtraction import spectral_subtraction
 from avagent.errors import ParameterError
+from avagent.hum import detect_hum
 
 SR = 48000
 DENOISERS = ["spectral_subtraction", "wiener", "wavelet_denoise", "spectral_gating"]

@@ -38,19 +38,21 @@ class ScriptedPlanner:
 
 
 class ScriptedScorer:
-    """Scores candidates in the order given; records the audio it was shown."""
+    """Scores the input (round 0, given perception's facts) and then the candidates in the
+    order given; records what it was shown."""
 
     name = "scripted"
 
     def __init__(self, baseline, rounds):
         self.baseline = baseline
         self.rounds = list(rounds)
-        self.seen: list[np.ndarray] = []
+        self.inputs: list[np.ndarray] = []  # round 0: the untouched input
+        self.seen: list[np.ndarray] = []  # candidates
 
-    def score_facts(self, facts):
-        return Scores(alignment=self.baseline, sync=1.0)
-
-    def score(self, y, *, sr, frames, before, timing_changed):
+    def score(self, y, *, sr, frames=None, facts=None, before=None, timing_changed=False):
+        if facts is not None:
+            self.inputs.append(y)
+            return Scores(alignment=self.baseline, sync=1.0), facts
         self.seen.append(np.array(y, copy=True))
         a = self.rounds[len(self.seen) - 1]
         return Scores(alignment=a, sync=1.0), before
@@ -95,6 +97,7 @@ def test_clean_input_comes_out_untouched(tone):
     assert len(res.rounds) == 1 and not res.rounds[0].plan.steps
     assert res.accepted
     assert scorer.seen == []  # an empty plan is not re-measured
+    assert len(scorer.inputs) == 1 and scorer.inputs[0] is tone  # round 0: the same method
 
 
 def test_every_round_starts_from_the_original_audio(tone):
@@ -157,3 +160,57 @@ def test_failing_step_is_skipped_with_a_note(tone):
     res = run_agent(tone, sr=SR, frames=None, context=_ctx(planner, scorer, max_rounds=1))
     assert res.rounds[0].plan.steps == []
     assert any("volume skipped" in n for n in res.rounds[0].plan.notes)
+
+
+def test_each_captioner_sees_only_its_own_modality(tone):
+    from avagent.agent.captions import Captioners
+    from avagent.perception.facts import VideoFacts
+    from avagent.perception.frames import FrameSet
+
+    seen: dict[str, dict] = {}
+
+    class AudioOnly:
+        name, modality = "rec-audio", "audio"
+
+        def caption(self, facts, **kw):
+            seen["audio"] = {"facts": type(facts).__name__, **kw}
+            return "sound"
+
+    class VideoOnly:
+        name, modality = "rec-video", "video"
+
+        def caption(self, facts, **kw):
+            seen["video"] = {"facts": type(facts).__name__, **kw}
+            return "picture"
+
+    frames = FrameSet(np.zeros((4, 8, 8), np.uint8), np.arange(4) / 4.0, 4.0, 25.0, 8, 8, 1.0)
+    video = VideoFacts(width=8, height=8, fps=25.0, sample_fps=4.0, duration_s=1.0, motion_mean=0.0,
+                       static=True)
+    facts = _facts().model_copy(update={"video": video})
+    ctx = AgentContext(planner=ScriptedPlanner([Plan()]), scorer=ScriptedScorer(0.95, []),
+                       perceive=lambda y, **k: facts,
+                       captioners=Captioners(audio=AudioOnly(), video=VideoOnly()))
+    res = run_agent(tone, sr=SR, frames=frames, context=ctx)
+    assert res.captions == {"audio": "sound", "video": "picture"}
+    assert seen["audio"]["facts"] == "AudioFacts" and set(seen["audio"]) == {"facts", "y", "sr"}
+    assert seen["audio"]["y"] is tone and seen["audio"]["sr"] == SR
+    assert seen["video"] == {"facts": "VideoFacts", "frames": frames}
+
+
+def test_captioner_registry_names_the_valid_ones():
+    from avagent.agent.captions import CAPTIONERS, EmbeddedAudioCaptioner, get_captioner
+    from avagent.errors import ParameterError
+
+    assert isinstance(get_captioner("embedded-audio", modality="audio"), EmbeddedAudioCaptioner)
+    with pytest.raises(ParameterError, match="embedded-audio") as err:
+        get_captioner("whisper")
+    assert all(n in str(err.value) for n in CAPTIONERS)
+    with pytest.raises(ParameterError, match="embedded-video"):
+        get_captioner("embedded-audio", modality="video")
+    from avagent.agent.captions import EmbeddedVideoCaptioner, get_captioners
+
+    pair = get_captioners("embedded")  # Settings.captioner names the pair
+    assert isinstance(pair.audio, EmbeddedAudioCaptioner)
+    assert isinstance(pair.video, EmbeddedVideoCaptioner)
+    with pytest.raises(ParameterError, match="valid: embedded"):
+        get_captioners("llm")

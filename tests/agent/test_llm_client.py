@@ -72,7 +72,7 @@ def test_4xx_is_not_retried(scripted: Scripted) -> None:
 def test_timeout(scripted: Scripted) -> None:
     scripted.replies = [(200, chat_reply("{}"), 2.0)]
     t0 = time.perf_counter()
-    with pytest.raises(BackendError, match=r"timed out after 0.3 s"):
+    with pytest.raises(BackendError, match=r"timed out after 0\.3 s"):
         _client(scripted.url, timeout_s=0.3, max_retries=0).chat(MSG)
     assert time.perf_counter() - t0 < 1.5
 
@@ -164,3 +164,34 @@ def test_extract_json() -> None:
     assert extract_json('Here: {"a": {"b": 2}} done') == {"a": {"b": 2}}
     with pytest.raises(ValueError, match="no JSON"):
         extract_json("no json here")
+
+
+# ----------------------------------------------------------------------------------------------
+# The real local server: SmolLM2-135M-Instruct on llama.cpp (fixture in conftest.py)
+
+
+class Colour(BaseModel):
+    name: str
+    warm: bool
+
+
+def test_real_server_structured_answer_and_discovery(llama_server) -> None:
+    client = LLMClient(llama_server.base_url, "", timeout_s=120, max_retries=0)
+    assert client.ping()[0]
+    assert client.dialect == "llamacpp"
+    msgs = [{"role": "system", "content": "Answer in JSON."},
+            {"role": "user", "content": "Name one colour and say whether it is warm."}]
+    out = client.complete_json(msgs, Colour, max_tokens=64)
+    assert isinstance(out, Colour) and out.name  # schema-constrained, validated by us
+    assert client.model == llama_server.alias  # taken from /models when not given
+    res = client.chat(msgs, max_tokens=8)
+    assert res.usage["completion_tokens"] <= 8 and res.finish_reason in {"length", "stop"}
+
+
+def test_real_server_timeout_and_unknown_model(llama_server) -> None:
+    ok, why = LLMClient(llama_server.base_url, "no-such-model").ping()
+    assert not ok and "'no-such-model' not served" in why
+    # Short generation: the server finishes it after we hang up, before the next test's call.
+    slow = LLMClient(llama_server.base_url, llama_server.alias, timeout_s=0.05, max_retries=0)
+    with pytest.raises(BackendError, match=r"timed out after 0\.05 s"):
+        slow.chat([{"role": "user", "content": "Write a long story."}], max_tokens=32)

@@ -129,8 +129,8 @@ def smollm2_hf() -> Path:
 
 @pytest.fixture(scope="module")
 def lora_dir(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A rank-8 PEFT LoRA on q/v projections, randomly initialised (B ≠ 0, so it changes the
-    output): enough to prove vLLM loads and applies our adapter format."""
+    """A rank-8 PEFT LoRA on q/v projections with small random B (≠ 0, so it changes the output
+    without wrecking the model): enough to prove vLLM loads and applies our adapter format."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -138,9 +138,14 @@ def lora_dir(smollm2_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(smollm2_hf, dtype=torch.float32)
     cfg = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                     init_lora_weights=False, task_type="CAUSAL_LM")
+                     task_type="CAUSAL_LM")
+    model = get_peft_model(base, cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.02)
     out = tmp_path_factory.mktemp("lora")
-    get_peft_model(base, cfg).save_pretrained(out)
+    model.save_pretrained(out)
     assert (out / "adapter_config.json").is_file()
     return out
 
@@ -195,27 +200,29 @@ def vllm_server(vllm_python: Path, smollm2_hf: Path, lora_dir: Path) -> Iterator
 
 
 def test_vllm_serves_the_lora_and_the_planner_plans_through_it(vllm_server: str) -> None:
-    client = LLMClient(vllm_server, LORA_NAME, timeout_s=300, max_retries=0)
-    served = {m["id"] for m in client.models()}
+    lora = LLMClient(vllm_server, LORA_NAME, timeout_s=600, max_retries=0)
+    served = {m["id"] for m in lora.models()}
     assert {"smollm2", LORA_NAME} <= served
-    assert client.dialect == "vllm"  # detected from /models (owned_by)
-    planner = LLMPlanner(client=client, max_tokens=300)
+    assert lora.dialect == "vllm"  # detected from /models (owned_by)
     f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0},
               {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.9})
+    captions = {"audio": "Speech over steady hiss.", "video": "A talker."}
+    # json_schema structured output through our client: the answer parses as a PlanAnswer and
+    # every step is an action of the table (a 135M model may still choose badly).
+    base = LLMClient(vllm_server, "smollm2", timeout_s=600, max_retries=0)
     t0 = time.perf_counter()
-    proposal = planner.propose(f, {"audio": "Speech over steady hiss.", "video": "A talker."}, [])
+    proposal = LLMPlanner(client=base, max_tokens=400).propose(f, captions, [])
     print(f"vLLM-CPU plan in {time.perf_counter() - t0:.1f} s: {proposal.describe()}")
-    # json_schema structured output: the answer parsed as a PlanAnswer and every step is an
-    # action of the table (an untrained adapter on a 135M model may still choose badly).
     assert proposal.planner == "llm"
     assert all(n.startswith("dropped invalid step") for n in proposal.notes)
-    guarded = planner.plan(f, {}, [])
+    # Through the adapter, guarded: an LLM plan, or the rules with the reason.
+    guarded = LLMPlanner(client=lora, max_tokens=400).plan(f, captions, [])
+    print(f"through the LoRA: {guarded.planner} {guarded.describe()} {guarded.fallback}")
     assert (guarded.planner == "rules") == (guarded.fallback is not None)
     # The adapter is applied: base and LoRA answer the same prompt differently.
     msgs = [{"role": "user", "content": "Name three colours."}]
-    base = LLMClient(vllm_server, "smollm2", timeout_s=300, max_retries=0)
     a = base.chat(msgs, max_tokens=24).text
-    b = client.chat(msgs, max_tokens=24).text
+    b = lora.chat(msgs, max_tokens=24).text
     assert a != b
 
 

@@ -157,6 +157,7 @@ def test_dropouts_are_digital_silence_at_truth_times(speech: np.ndarray) -> None
     d, truth = corrupt.dropouts(speech, sr=SR, count=3, seed=11)
     spans = truth.params["spans_s"]
     assert len(spans) == 3
+    assert truth.plan() == [("fill_blanks", {"spans_s": spans})]  # the repair knows the gaps
     mask = metrics.active_mask(speech, sr=SR)
     for a, b in spans:
         s, e = round(a * SR), round(b * SR)

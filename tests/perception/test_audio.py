@@ -136,7 +136,7 @@ def test_real_speech_with_noise(media_dir, rng):
 
 def test_levels_are_the_volume_actions_on_5_1(rng):
     # perception reports what the volume action will measure: BS.1770 channel weights (LFE out)
-    from avagent.actions.volume import loudness_lufs, true_peak_dbtp
+    from avagent.loudness import loudness_lufs, true_peak_dbtp
 
     sr = 48000
     y = np.zeros((6, sr * 3), np.float32)
@@ -170,3 +170,30 @@ def test_clean_drum_loop_is_not_noise_but_noise_under_it_is(media_dir):
         noisy = amen + noise * np.sqrt(np.mean(amen**2) / 10 ** (snr / 10))
         g = analyze_audio(noisy, sr=sr, speech_quality=False)
         assert g.noise_kind is NoiseKind.BROADBAND and g.snr_db < 15, (kind, snr, g.snr_db)
+
+
+def test_noise_verdict_is_decided_once():
+    """The music-floor and decaying-floor rules live inside the classifier: one answer, with
+    the SNR it implies, and each extra measurement taken only when its rule is reached."""
+    from avagent.perception.audio import classify_noise
+
+    freqs = np.linspace(0.0, 8000.0, 257)
+    psd = np.full(freqs.size, 1e-6)  # flat: broadband
+    base = {"snr_db": 12.0, "floor_db": -40.0, "music": 0.55, "stationary": 0.2}
+    assert classify_noise(psd, freqs, **base) == (NoiseKind.BROADBAND, pytest.approx(1.0), 12.0)
+    music_floor = classify_noise(psd, freqs, **base, speech_gated=False,
+                                 floor_steadiness=lambda: 0.1)
+    assert music_floor == (NoiseKind.NONE, 0.55, 30.0)
+    asked: list[str] = []
+
+    def steadiness() -> float:
+        asked.append("steadiness")
+        return 0.1
+
+    decaying = classify_noise(psd, freqs, **{**base, "music": 0.2}, speech_gated=False,
+                              floor_steadiness=steadiness, floor_decay_confidence=lambda: 0.1)
+    assert decaying == (NoiseKind.NONE, 0.5, 30.0)
+    assert asked == []  # not music: the music-floor rule never measured
+    steady = classify_noise(psd, freqs, **{**base, "music": 0.2}, speech_gated=False,
+                            floor_decay_confidence=lambda: 0.9)
+    assert steady.kind is NoiseKind.BROADBAND and steady.snr_db == 12.0

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soxr
 
+from avagent.bench import corrupt, suite
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
+from avagent.service import media
 from tests.synth import moving_block_av
 
 
@@ -71,16 +74,16 @@ def _shift(y: np.ndarray, ms: float, sr: int) -> np.ndarray:
 @pytest.mark.media
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["videos/mp4.mp4", "bunny/bigbuckbunny.mp4"])
-def test_real_clip_never_confidently_wrong(media_dir, name):
-    media = pytest.importorskip("avagent.service.media")
+def test_real_clip_shift_is_not_guessed(media_dir, name):
+    # Measured: neither clip holds sound events that the picture times sharply enough (the mp4
+    # sample, Bunny's 5 s opening), so a 500 ms shift must read "cannot tell" rather than a
+    # guess; the real drum hits below are where perception must find the offset.
     path = media_dir / name
     y, sr = media.load_audio(path)
     frames = media.load_frames(path, fps=12.5, width=160)
     s = estimate_sync(_shift(y, 500.0, sr), sr=sr, frames=frames)
-    if s.verdict == "cannot_tell":
-        assert s.audio_delay_ms is None
-    else:
-        assert s.audio_delay_ms is not None and abs(s.audio_delay_ms - 500.0) <= 40.0
+    assert s.verdict == "cannot_tell"
+    assert s.audio_delay_ms is None and s.confidence == 0.0
 
 
 def test_pal_on_short_clip_with_container_slop_is_drift(rng):
@@ -105,8 +108,6 @@ def test_slop_and_lead_in_are_not_drift(rng, slop_s):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["videos/mp4.mp4", "videos/webm.webm", "bunny/bigbuckbunny.mp4"])
 def test_real_clip_pal_is_drift_and_clean_is_not(media_dir, name):
-    media = pytest.importorskip("avagent.service.media")
-    soxr = pytest.importorskip("soxr")
     path = media_dir / name
     y, sr = media.load_audio(path)
     frames = media.load_frames(path, fps=12.5, width=160)
@@ -161,8 +162,6 @@ def test_unmatched_sound_onsets_do_not_hide_the_offset():
 @pytest.mark.parametrize(("seed", "delay_ms"), [(0, 300.0), (1, -450.0), (0, 0.0)])
 def test_real_drum_hits_offset_found(seed, delay_ms):
     # real drum recordings at irregular times, picture jumping at each hit (bench suite)
-    suite = pytest.importorskip("avagent.bench.suite")
-    corrupt = pytest.importorskip("avagent.bench.corrupt")
     src = suite.percussion_source(seed)
     y, _ = corrupt.offset(src.y, sr=src.sr, audio_delay_ms=delay_ms)
     s = estimate_sync(y, sr=src.sr, frames=src.frames, audio_duration_s=y.shape[-1] / src.sr)
@@ -174,8 +173,6 @@ def test_real_drum_hits_offset_found(seed, delay_ms):
 @pytest.mark.slow
 @pytest.mark.parametrize("delay_ms", [0.0, 300.0, -800.0])
 def test_real_drum_hits_under_another_picture_cannot_tell(delay_ms):
-    suite = pytest.importorskip("avagent.bench.suite")
-    corrupt = pytest.importorskip("avagent.bench.corrupt")
     sound, picture = suite.percussion_source(0), suite.percussion_source(1)
     y, _ = corrupt.offset(sound.y, sr=sound.sr, audio_delay_ms=delay_ms)
     s = estimate_sync(

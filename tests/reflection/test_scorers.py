@@ -26,7 +26,7 @@ def music_clip(media_dir):
 def _alignment(y, sr):
     scorer = EmbeddedScorer()
     facts = Facts(audio=_analyze(y, sr))
-    return scorer.score_facts(facts).alignment
+    return scorer.score(y, sr=sr, facts=facts)[0].alignment
 
 
 def _analyze(y, sr):
@@ -65,6 +65,17 @@ def test_sync_score_orders_residual_offsets(rng):
         got.append(scores.sync)
     assert got[0] > got[1] > got[2]
     assert got[0] >= 0.85 > got[1]
+
+
+def test_input_and_candidate_are_scored_alike(music_clip):
+    """Round 0 (perception's facts handed in) and a candidate (re-measured) of the same audio
+    get the same scores: there is one scoring path."""
+    y, sr = music_clip.y, music_clip.sr
+    scorer = EmbeddedScorer()
+    given, _ = scorer.score(y, sr=sr, facts=Facts(audio=_analyze(y, sr)))
+    measured, facts = scorer.score(y, sr=sr, before=Facts(audio=_analyze(y, sr)))
+    assert measured == given
+    assert facts.video is None and facts.sync is None
 
 
 def test_cannot_tell_is_neutral_and_detected_drift_is_penalised():

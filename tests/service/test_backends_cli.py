@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
+from avagent.service.backend_status import describe_backends
+from avagent.service.backends import backend
 from avagent.service.cli import main
-from avagent.service.llm_backends import describe_backends, planner_kwargs
 from avagent.service.settings import Settings, get_settings
 from tests.agent.openai_stub import Scripted
 
@@ -71,10 +72,10 @@ def test_no_probe_and_planner_kwargs(tmp_path):
                  planner_lora=tmp_path / "a.gguf", llm_timeout_s=7)
     row = describe_backends(s, probe=False)[0]
     assert row["reachable"] is None
-    kw = planner_kwargs(s, "llm")
+    kw = backend(s, "planner").kwargs
     assert kw["base_url"] == "http://127.0.0.1:1/v1" and kw["model"] == "p"
     assert kw["timeout_s"] == 7 and kw["lora_path"] == tmp_path / "a.gguf"
-    assert planner_kwargs(s, "rules") == {}
+    assert backend(s, "planner", "rules").kwargs == {}
 
 
 def test_unknown_planner_is_one_line(capsys):

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
 
-from avagent.service import jobs
+from avagent.service import database, jobs
 
 
 def test_tables_made_meanwhile_by_another_process(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_tables_made_meanwhile_by_another_process(tmp_path: Path) -> None:
 
     event.listen(jobs.Base.metadata, "before_create", other_process_wins)
     try:
-        engine = jobs.get_engine(url)
+        engine = database.get_engine(url, jobs.Base.metadata)
     finally:
         event.remove(jobs.Base.metadata, "before_create", other_process_wins)
         other.dispose()

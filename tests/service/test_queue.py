@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from avagent.errors import BackendError, MediaError, ParameterError
 from avagent.service.api import create_app
 from avagent.service.jobs import QUEUED, RUNNING, Job, JobStore, consistency_tier, new_id
+from avagent.service.queue import queue_for
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage
-from avagent.service.worker import is_transient, queue_for
+from avagent.service.task_context import TaskContext, is_transient, set_context
 from tests.service.conftest import run_worker, wait_job
 
 pytestmark = pytest.mark.timeout(180)
@@ -173,14 +174,61 @@ def test_transient_storage_errors_retry_then_succeed_or_fail(
         id=new_id(), owner="o", queue=settings.cpu_queue, source=src, input_name="speech.wav",
         output_prefix=storage.key_uri("out"), options={"max_rounds": 1, "outputs": ["wav"]},
     ))
-    w._contexts[os.getpid()] = w._Context(settings, store, storage)
+    w.worker_app(settings)
+    set_context(TaskContext(settings, store, storage))
     try:
         w.repair_job.apply(args=[job.id])  # eager: retries run in-line
     finally:
-        w._contexts.pop(os.getpid(), None)
+        set_context(None)
     done = store.get_job(job.id)
     assert done is not None and done.state == state
     if state == "succeeded":
         assert done.attempts == 2 and storage.exists(done.outputs["wav"])
     else:
         assert done.attempts == 3 and "Connection reset" in (done.error or "")
+
+
+# -- import boundaries --------------------------------------------------------------------------
+def _run_python(code: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AVAGENT_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_the_api_enqueues_without_importing_the_task_module(tmp_path: Path) -> None:
+    _run_python(
+        "import sys\n"
+        "from avagent.service.api.app import create_app\n"
+        "from avagent.service.settings import Settings\n"
+        "app = create_app(Settings())\n"
+        "assert app.state.celery.main == 'avagent'\n"
+        "loaded = [m for m in ('avagent.service.worker', 'avagent.service.batch_tasks',\n"
+        "                      'avagent.service.pipeline') if m in sys.modules]\n"
+        "assert not loaded, loaded\n",
+        tmp_path,
+    )
+
+
+def test_importing_the_worker_builds_no_app_until_asked(tmp_path: Path) -> None:
+    _run_python(
+        "from celery import Celery\n"
+        "made = []\n"
+        "init = Celery.__init__\n"
+        "def spy(self, *a, **k):\n"
+        "    made.append(a)\n"
+        "    init(self, *a, **k)\n"
+        "Celery.__init__ = spy\n"
+        "from avagent.service import worker\n"
+        "from avagent.service.queue import EXPAND_TASK, FINALIZE_TASK, REPAIR_TASK\n"
+        "from avagent.service.settings import Settings, get_settings\n"
+        "assert made == [], made\n"
+        "assert get_settings.cache_info().currsize == 0  # global Settings never read\n"
+        "app = worker.worker_app(Settings(cpu_queue='cpu-x'))\n"
+        "assert len(made) == 1 and app.conf.task_default_queue == 'cpu-x'\n"
+        "assert {REPAIR_TASK, EXPAND_TASK, FINALIZE_TASK} <= set(app.tasks)\n",
+        tmp_path,
+    )

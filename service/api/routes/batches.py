@@ -25,7 +25,7 @@ from avagent.service.api.schemas import (
 )
 from avagent.service.auth import Caller
 from avagent.service.jobs import Batch, JobStore, new_id
-from avagent.service.worker import FINALIZE_TASK, send_expand
+from avagent.service.queue import send_expand, send_finalize
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def cancel_batch(
     n = store.cancel_batch(b.id)
     logger.info("batch %s: cancelled (%d jobs)", b.id, n)
     try:  # close the batch now if no job is left running
-        celery.send_task(FINALIZE_TASK, args=[b.id], queue=settings.cpu_queue)
+        send_finalize(celery, b.id, settings)
     except Exception as exc:
         logger.warning("batch %s: cannot queue finalize: %s", b.id, exc)
     return batch_public(store, _owned(store, batch_id, caller))

@@ -15,9 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from avagent.service.backends import backend_name
 from avagent.service.jobs import JobStore
+from avagent.service.queue import celery_config
 from avagent.service.settings import Settings
-from avagent.service.worker import celery_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ def check_backends(settings: Settings) -> dict[str, Any]:
     from avagent.agent.planner import PLANNERS
 
     importlib.import_module("avagent.service.pipeline")
-    out: dict[str, Any] = {"planners": list(PLANNERS), "scorer": settings.scorer,
-                           "captioner": settings.captioner}
+    out: dict[str, Any] = {"planners": list(PLANNERS), "scorer": backend_name(settings, "scorer"),
+                           "captioner": backend_name(settings, "captioner")}
     if settings.llm_base_url:
         url = settings.llm_base_url.rstrip("/") + "/models"
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {settings.llm_api_key}"})

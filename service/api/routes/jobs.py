@@ -35,8 +35,8 @@ from avagent.service.api.upload import (
 )
 from avagent.service.auth import Caller
 from avagent.service.jobs import ACTIVE, SUCCEEDED, Job, JobStore, new_id
+from avagent.service.queue import queue_for, send_repair
 from avagent.service.settings import Settings
-from avagent.service.worker import queue_for, send_repair
 
 logger = logging.getLogger(__name__)
 
