@@ -264,12 +264,12 @@ def weak_plan(target: Any, facts: Any, rng: np.random.Generator) -> tuple[str, A
 
 
 # -- one case ---------------------------------------------------------------------------------------
-def captions_for(facts: Any) -> dict[str, str]:
-    """The captions the agent graph's perceive node gives the planner (see agent/graph.py)."""
-    from avagent.agent.captions import audio_caption, video_caption
+def captions_for(facts: Any, *, y: Any, sr: int, frames: Any) -> dict[str, str]:
+    """The captions the agent graph's perceive node gives the planner: the default (embedded)
+    captioners of :class:`avagent.agent.state.AgentContext`."""
+    from avagent.agent.captions import Captioners
 
-    return {"audio": audio_caption(facts.audio),
-            "video": video_caption(facts.video) if facts.video is not None else ""}
+    return Captioners().describe(facts, y=y, sr=sr, frames=frames)
 
 
 def _case_seed(seed: int, source: str, k: int) -> int:
@@ -300,7 +300,7 @@ def make_case(source: str, k: int, seed: int, duration_s: float, reflect: bool,
     faults = sorted({p.family for p in truth.parts} if truth.parts else {truth.family})
     base = {
         "source": source, "case": k, "case_seed": cseed, "family": truth.family,
-        "faults": faults, "facts": facts.model_dump(mode="json"), "captions": captions_for(facts),
+        "faults": faults, "facts": facts.model_dump(mode="json"), "captions": captions_for(facts, y=y, sr=src.sr, frames=src.frames),
         "target": target.model_dump(mode="json"), "left_out": left_out,
         "truth": [{"action": a, "params": p} for a, p in truth.plan()],
     }
@@ -311,7 +311,7 @@ def make_case(source: str, k: int, seed: int, duration_s: float, reflect: bool,
         kind, first = weak_plan(target, facts, rng)
         t1 = time.perf_counter()
         scorer = EmbeddedScorer()
-        baseline = scorer.score_facts(facts)
+        baseline, _ = scorer.score(y, sr=src.sr, frames=src.frames, facts=facts)
         out = y
         for st in first.steps:
             try:

@@ -111,13 +111,13 @@ def generate_peft(base: str, prompt_messages: list[dict[str, str]], adapter: str
 
     base_dir = base_model_dir(base)
     tok = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
-    enc = tok.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=True,
+    enc: Any = tok.apply_chat_template(prompt_messages, add_generation_prompt=True, tokenize=True,
                                   return_tensors="pt", return_dict=True)
     with torch.no_grad():
         ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)

@@ -402,7 +402,7 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: bool = True,
         sched.step()
         state["step"] = step + 1
         state["log"].append({"step": step + 1, "loss": round(total, 5),
-                             "lr": round(sched.get_last_lr()[0], 8)})
+                             "lr": round(float(sched.get_last_lr()[0]), 8)})
         state["train_s"] = time.perf_counter() - t_start
         if bar is not None:
             bar.set_postfix(loss=f"{total:.3f}")

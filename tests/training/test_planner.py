@@ -196,9 +196,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("planner-export")
     model = AutoModelForCausalLM.from_pretrained(base_model_dir("smollm2"), dtype=torch.float32)
     torch.manual_seed(0)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                      layers_to_transform=[28, 29], init_lora_weights=False,
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"],
+                      init_lora_weights=False, task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(root / "adapter")
     info = export(root / "adapter", root / "out")
     assert Path(info["gguf"]).stat().st_size > 1000
