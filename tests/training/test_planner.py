@@ -153,7 +153,7 @@ def test_sft_lowers_the_loss_and_resume_continues_exactly(data: Path, tmp_path: 
 
 
 def test_non_finite_loss_stops_the_run(data: Path, tmp_path: Path) -> None:
-    cfg = SFTConfig.tiny(str(data), str(tmp_path), steps=4, lr=1e38, max_grad_norm=1e38,
+    cfg = SFTConfig.tiny(str(data), str(tmp_path), steps=4, lr=1e30, max_grad_norm=1e30,
                          eval_every=100, warmup_steps=1)
     with pytest.raises(TrainingError, match=r"loss is (nan|inf)"):
         train(cfg, progress=False)
