@@ -27,6 +27,13 @@ TRAIN_COMMANDS: dict[str, tuple[str, str]] = {
               "samples/s and peak memory of pretraining steps (CPU, or one GPU with --bf16)"),
     "ablation": ("avagent.training.ablation",
                  "pretrain on raw / repaired / random / clean pairs and probe each (3 seeds)"),
+    "planner-data": ("avagent.training.planner_data",
+                     "write planner SFT data (prompt -> correct plan) from clips with known faults"),
+    "planner": ("avagent.training.sft", "LoRA-tune the LLM planner on planner SFT data"),
+    "planner-export": ("avagent.training.planner_export",
+                       "export a planner LoRA for vLLM (PEFT folder) and llama.cpp (GGUF)"),
+    "planner-eval": ("avagent.training.planner_eval",
+                     "plan accuracy of planners on the test split (action set, parameter error)"),
 }
 
 
