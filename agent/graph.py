@@ -120,7 +120,7 @@ def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
         )
     best: Scores = state["best_scores"]
     improved = bool(current_plan.steps) and scores.overall > best.overall + MIN_GAIN
-    feedback = _feedback(scores, ctx.threshold, improved)
+    feedback = round_feedback(scores, ctx.threshold, improved)
     record = Round(
         index=n, plan=current_plan, scores=scores, improved=improved, feedback=feedback
     )
@@ -225,7 +225,7 @@ def _same(a: Plan, b: Plan) -> bool:
     return [(s.action, s.params) for s in a.steps] == [(s.action, s.params) for s in b.steps]
 
 
-def _feedback(s: Scores, threshold: float, improved: bool) -> str:
+def round_feedback(s: Scores, threshold: float, improved: bool) -> str:
     weak = [k for k, v in s.details.items() if v < threshold and not k.endswith("confidence")]
     parts = []
     if s.alignment < threshold:

@@ -54,3 +54,34 @@ def test_wheel_holds_only_the_avagent_package(tmp_path):
             assert "avagent/" + rel.as_posix() in names, rel
     assert "avagent/service/web/templates/index.html" in names
     assert "avagent/service/web/static/app.js" in names
+
+
+CORE = {"errors", "audio", "dsp", "loudness", "hum", "dropouts", "rates"}  # avagent/ core modules
+
+
+def _sources() -> list[Path]:
+    return [p for p in REPO.glob("*/**/*.py")
+            if p.relative_to(REPO).parts[0] in (*LAYERS, "avagent")]
+
+
+def test_no_module_imports_a_private_name_of_another_package():
+    import ast
+
+    found = []
+    for path in _sources():
+        mine = path.relative_to(REPO).parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.module
+                    and node.module.startswith("avagent.")):
+                continue
+            other = node.module.split(".")[1]
+            other = "avagent" if other in CORE else other
+            found += [f"{path.relative_to(REPO)}: {node.module}.{a.name}" for a in node.names
+                      if a.name.startswith("_") and other != mine]
+    assert not found, found
+
+
+def test_every_module_reads_in_one_sitting():
+    long = [f"{p.relative_to(REPO)} ({n} lines)" for p in _sources()
+            if (n := len(p.read_text().splitlines())) > 600]
+    assert not long, long

@@ -282,7 +282,7 @@ def make_case(source: str, k: int, seed: int, duration_s: float, reflect: bool,
     """Corrupt ``source`` (case ``k``), perceive, and return its record(s): the first-round
     example and, when ``reflect``, the reflection example."""
     from avagent.actions import apply_action
-    from avagent.agent.graph import MIN_GAIN, TIMING_ACTIONS, _feedback
+    from avagent.agent.graph import MIN_GAIN, TIMING_ACTIONS, round_feedback
     from avagent.agent.perceive import perceive
     from avagent.agent.state import Round
     from avagent.bench import corrupt
@@ -326,7 +326,7 @@ def make_case(source: str, k: int, seed: int, duration_s: float, reflect: bool,
             scores = baseline
         improved = bool(first.steps) and scores.overall > baseline.overall + MIN_GAIN
         rnd = Round(index=1, plan=first, scores=scores, improved=improved,
-                    feedback=_feedback(scores, ACCEPT, improved))
+                    feedback=round_feedback(scores, ACCEPT, improved))
         records.append({**base, "id": f"{source}/{k}/reflect", "weak": kind,
                         "history": [rnd.model_dump(mode="json")],
                         "timings_s": {"perceive": round(perceive_s, 3),
