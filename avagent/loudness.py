@@ -133,7 +133,12 @@ def gated_loudness(k: np.ndarray, sr: int, weights: np.ndarray) -> float | None:
         csum = np.concatenate([np.zeros((k.shape[0], 1)), np.cumsum(k**2, axis=-1)], axis=-1)
         starts = np.arange(n_blocks) * step
         z = (csum[:, starts + blk] - csum[:, starts]) / blk
-    power = weights @ z
+    return gate_blocks(weights @ z)
+
+
+def gate_blocks(power: np.ndarray) -> float | None:
+    """Integrated loudness (LUFS) from the channel-weighted mean square of each 400 ms block:
+    BS.1770's -70 LUFS absolute and -10 LU relative gates. None when every block is gated."""
     with np.errstate(divide="ignore"):
         lj = -0.691 + 10.0 * np.log10(np.maximum(power, 0.0))
     above = lj >= ABS_GATE_LUFS

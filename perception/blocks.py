@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from scipy.signal import lfilter, lfilter_zi
 
-from avagent.loudness import ABS_GATE_LUFS, channel_weights, k_filters
+from avagent.loudness import channel_weights, gate_blocks, k_filters
 from avagent.perception.facts import AudioFacts, Dropout, NoiseKind
 
 WINDOW_S = 10.0
@@ -97,15 +97,7 @@ class LoudnessMeter:
             q = np.concatenate(self.steps, axis=0).T  # (channels, steps)
             c = np.concatenate([np.zeros((q.shape[0], 1)), np.cumsum(q, axis=-1)], axis=-1)
             z = (c[:, 4:] - c[:, :-4]) / blk
-        power = self.weights @ z
-        with np.errstate(divide="ignore"):
-            lj = -0.691 + 10.0 * np.log10(np.maximum(power, 0.0))
-        above = lj >= ABS_GATE_LUFS
-        if not above.any():
-            return None
-        rel = -0.691 + 10.0 * np.log10(power[above].mean()) - 10.0
-        keep = above & (lj > rel)
-        return float(-0.691 + 10.0 * np.log10(power[keep].mean()))
+        return gate_blocks(self.weights @ z)
 
 
 def summarize(
