@@ -84,6 +84,14 @@ def describe_backends(settings: Settings, *, probe: bool = True) -> list[dict[st
                      "detail": f"weights {ckpt}" if ckpt else "AVAGENT_IMAGEBIND_WEIGHTS not set",
                      "fallback": "none needed" if ok
                      else "none: repairs fail with a BackendError until the weights exist"})
+    elif settings.scorer == "learned":
+        ckpt = settings.critic_checkpoint
+        ok = bool(ckpt and Path(ckpt).is_file())
+        rows.append({"role": "scorer", "backend": "learned", "reachable": ok,
+                     "detail": (f"checkpoint {ckpt}" + ("" if ok else " (not a file)")) if ckpt
+                     else "AVAGENT_CRITIC_CHECKPOINT not set",
+                     "fallback": "none needed" if ok
+                     else "none: repairs fail with a BackendError until the checkpoint exists"})
     else:
         rows.append({"role": "scorer", "backend": settings.scorer, "reachable": True,
                      "detail": "in process", "fallback": "none needed"})

@@ -62,6 +62,12 @@ def _imagebind(s: Settings) -> dict[str, Any]:
     }
 
 
+def _learned(s: Settings) -> dict[str, Any]:
+    """The learned critic: a calibrated AV-MAE checkpoint written by ``avagent train critic``
+    (the scorer refuses a missing one with a BackendError naming AVAGENT_CRITIC_CHECKPOINT)."""
+    return {"checkpoint": s.critic_checkpoint}
+
+
 def llm_captioners(s: Settings) -> dict[str, Any]:
     """One set of keyword arguments for both LLM captioners (``get_captioners("llm", **kw)``):
     each takes its own modality's URL and model; an empty URL leaves that captioner unconfigured
@@ -84,6 +90,7 @@ KWARGS: dict[tuple[Role, str], Callable[[Settings], dict[str, Any]]] = {
     ("planner", "vllm"): lambda s: _openai_server(s, s.planner_model),
     ("captioner", "llm"): llm_captioners,
     ("scorer", "imagebind"): _imagebind,
+    ("scorer", "learned"): _learned,
 }
 
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     imagebind_device: str = ""  # empty: cuda when present, else cpu
     imagebind_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     imagebind_batch_size: int = Field(16, ge=1)
+    # The learned critic (--scorer learned): a critic.pt written by `avagent train critic`.
+    critic_checkpoint: Path | None = Field(
+        None, description="calibrated AV-MAE checkpoint for the learned scorer")
     # The LLM planner (--planner llm): a server (vLLM with our LoRA as `planner_model`), or with
     # no URL the embedded SmolLM2 on llama.cpp (planner_gguf / planner_lora override its files).
     planner_base_url: str = Field("", description="empty: llm_base_url; both empty: embedded")

@@ -190,9 +190,13 @@ class LearnedScorer:
     def __init__(self, checkpoint: str | Path | None = None, max_windows: int = 4) -> None:
         from avagent.training.pretrain import TrainingError, build_model, load_checkpoint
 
-        if not checkpoint:
-            raise BackendError("scorer 'learned' needs checkpoint=PATH (a critic.pt written by "
-                               "`avagent train critic`)")
+        if not checkpoint or not str(checkpoint).strip():
+            raise BackendError("scorer 'learned' needs checkpoint=PATH: set "
+                               "AVAGENT_CRITIC_CHECKPOINT (or --critic-checkpoint) to a critic.pt "
+                               "written by `avagent train critic`")
+        if not Path(checkpoint).is_file():
+            raise BackendError(f"scorer 'learned': critic checkpoint {str(checkpoint)!r} is not "
+                               "a file (AVAGENT_CRITIC_CHECKPOINT)")
         try:
             state = load_checkpoint(checkpoint)
         except TrainingError as exc:

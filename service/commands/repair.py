@@ -28,10 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="LoRA adapter (GGUF) for the embedded LLM planner")
     p.add_argument("--llm-url", default=None, metavar="URL",
                    help="OpenAI-compatible server for the LLM planner (default: embedded model)")
-    p.add_argument("--scorer", default=None, help="embedded (default) or imagebind")
+    p.add_argument("--scorer", default=None, help="embedded (default), imagebind or learned")
     p.add_argument("--captioner", default=None, help="embedded (default) or llm")
     p.add_argument("--imagebind-weights", type=Path, default=None, metavar="PTH",
                    help="ImageBind checkpoint for --scorer imagebind (AVAGENT_IMAGEBIND_WEIGHTS)")
+    p.add_argument("--critic-checkpoint", type=Path, default=None, metavar="PT",
+                   help="critic.pt of `avagent train critic` for --scorer learned "
+                        "(AVAGENT_CRITIC_CHECKPOINT)")
     p.add_argument("--max-rounds", type=int, default=None, help="plan/act/reflect rounds (3)")
     p.add_argument("--threshold", type=float, default=None, help="accept when both scores ≥ (0.85)")
     p.add_argument(
@@ -120,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     overrides = {"planner_lora": args.planner_lora, "planner_base_url": args.llm_url,
                  "scorer": args.scorer, "captioner": args.captioner,
-                 "imagebind_weights": args.imagebind_weights}
+                 "imagebind_weights": args.imagebind_weights,
+                 "critic_checkpoint": args.critic_checkpoint}
     if any(v is not None for v in overrides.values()):
         settings = settings.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}
