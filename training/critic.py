@@ -301,44 +301,63 @@ def run(args: argparse.Namespace) -> int:
     tmp.replace(out)
     print(json.dumps({**entry, "critic": str(out)}))
     if args.bench:
-        print(json.dumps(bench_check(out, size=args.bench)))
+        result = bench_check(out, size=args.bench)
+        result_path = out.with_name(f"bench-{args.bench}.json")
+        result_path.write_text(json.dumps(result, indent=1))
+        print(json.dumps({**result, "written": str(result_path)}))
     return 0
 
 
 # -- the benchmark's critic check, learned beside embedded -------------------------------------------
-BENCH_SYSTEMS = ("none", "wiener", "spectral_gating", "fill_blanks", "rules", "oracle")
-
-
 def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
-                systems: tuple[str, ...] = BENCH_SYSTEMS) -> dict[str, Any]:
-    """Re-score the outputs of ``systems`` on the benchmark suite with both scorers and report
-    :func:`avagent.bench.evaluate.critic_check` for each (within-case Spearman against SI-SDR
-    and against −|offset|), plus the learned sync estimate's offset accuracy on timing cases."""
+                systems: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Re-score the outputs of ``systems`` (default: the benchmark's own critic systems,
+    ``bench.run.CRITIC_SYSTEMS``, those that run here) on the benchmark suite with both scorers
+    and report :func:`avagent.bench.evaluate.critic_check` for each (within-case Spearman
+    against SI-SDR and against −|offset|), plus the learned and the hand-made sync estimates'
+    accuracy (within ±1 frame of the planted offset) on the inputs of the timing cases."""
     from avagent.bench import suite
     from avagent.bench.evaluate import critic_check, critic_scores, evaluate, input_metrics, judge
-    from avagent.bench.systems import CaseContext, run_system
+    from avagent.bench.run import CRITIC_SYSTEMS
+    from avagent.bench.systems import CaseContext, available, run_system
 
+    wanted = tuple(systems or CRITIC_SYSTEMS)
+    runnable = tuple(n for n, why in available(wanted).items() if why is None)
     scorer = LearnedScorer(checkpoint)
     rows: dict[str, list[dict[str, Any]]] = {"embedded": [], "learned": []}
-    offsets: list[tuple[float, float | None, float]] = []  # learned, hand-made, truth
-    for case in suite.build_cases(size, seed):
+    offsets: list[tuple[float | None, float | None, float]] = []  # learned, hand-made, truth
+    errors: list[str] = []
+    cases = suite.build_cases(size, seed)
+    for ci, case in enumerate(cases):
         ctx = CaseContext(case)
         timing = bool(suite.fault_families(case) & {"offset", "drift", "pal"})
         base = {"video_kind": case.source.kind, "family": case.family, "case_id": case.id,
                 "timing": timing}
         in_metrics = input_metrics(case)
-        case_rows: list[tuple[dict[str, Any], dict[str, float] | None, dict[str, float]]] = []
-        for name in systems:
+        case_rows: list[tuple[dict[str, Any], dict[str, float] | None,
+                              dict[str, float] | None]] = []
+        for name in runnable:
             out = run_system(name, ctx)
             if out.y is None:
+                errors.append(f"{case.id} {name}: {out.error}")
                 continue
             row = {**evaluate(case, out, in_metrics=in_metrics), **base, "system": name}
-            j = scorer.judge(np.asarray(out.y), sr=case.sr, frames=case.source.frames)
-            case_rows.append((row, critic_scores(ctx, out),
-                              {"alignment": j["alignment"], "sync": j["sync"]}))
+            embedded = learned = None
+            delay = None
+            try:
+                embedded = critic_scores(ctx, out)
+            except Exception as exc:  # a scorer failure is a result on this case, not a crash
+                errors.append(f"{case.id} {name} embedded: {type(exc).__name__}: {exc}")
+            try:
+                j = scorer.judge(np.asarray(out.y), sr=case.sr, frames=case.source.frames)
+                learned, delay = {"alignment": j["alignment"], "sync": j["sync"]}, j[
+                    "audio_delay_ms"]
+            except Exception as exc:
+                errors.append(f"{case.id} {name} learned: {type(exc).__name__}: {exc}")
+            case_rows.append((row, embedded, learned))
             if name == "none" and timing and row.get("offset_ms") is not None:
                 sync = ctx.facts().sync
-                offsets.append((j["audio_delay_ms"], sync.audio_delay_ms if sync else None,
+                offsets.append((delay, sync.audio_delay_ms if sync else None,
                                 float(row["offset_ms"])))
         # The truth's verdict on each output, as bench/run.py gives it (relative to the oracle).
         oracle = next((r["si_sdr_out"] for r, _, _ in case_rows if r["system"] == "oracle"), None)
@@ -348,6 +367,8 @@ def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
                                       clean_lufs=in_metrics["lufs_clean"])
             rows["embedded"].append({**row, "critic": embedded})
             rows["learned"].append({**row, "critic": learned})
+        logger.info("bench_check %d/%d %s: %d outputs", ci + 1, len(cases), case.id,
+                    len(case_rows))
     frame_ms = 1000 / suite.FPS
 
     def within(k: int) -> float | None:
@@ -356,8 +377,12 @@ def bench_check(checkpoint: str | Path, *, size: str = "tiny", seed: int = 0,
         return float(np.mean(hits)) if hits else None
 
     return {
-        "size": size, "seed": seed, "systems": list(systems),
+        "size": size, "seed": seed, "cases": len(cases), "systems": list(runnable),
         "embedded": critic_check(rows["embedded"]), "learned": critic_check(rows["learned"]),
-        "offset_within_1_frame": {"learned": within(0), "hand_made": within(1)},
+        "offset_within_1_frame": {"learned": within(0), "hand_made": within(1),
+                                  "frame_ms": frame_ms},
         "timing_cases": len(offsets),
+        "offsets": [{"learned_ms": o[0], "hand_made_ms": o[1], "truth_ms": o[2]}
+                    for o in offsets],
+        "errors": errors,
     }
