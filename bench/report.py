@@ -40,7 +40,8 @@ def _meta_lines(results: dict[str, Any], command: str) -> list[str]:
     return lines
 
 
-def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str) -> str:
+def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str,
+                      learned: dict[str, Any] | None = None) -> str:
     systems = results["meta"]["systems"]
     out = ["# Benchmark: repair measured against the clean truth", "",
            *_meta_lines(results, command), "",
@@ -71,6 +72,7 @@ def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str) -> 
         if any(c["family"] == fam for c in results["cases"]):
             out += family_table(results, fam, systems)
     out += render_critic(results, asset_dir)
+    out += render_learned_critic(learned)
     out += ["## Noise, per kind", "", *noise_kind_table(results, systems), ""]
     out += ["## Reproduce", "", "```sh", "make setup media", f"{command}", "```", "",
             f"Every case and system is in `{asset_dir}/cases.json`.", ""]
@@ -120,6 +122,56 @@ def render_critic(results: dict[str, Any], asset_dir: str) -> list[str]:
             ["precision of 'passes' for 'acceptable'", number(cr["precision"], "{:.2f}")],
             ["recall of 'passes' for 'acceptable'", number(cr["recall"], "{:.2f}")],
         ]), "", f"![critic against the truth]({asset_dir}/critic.png)", ""]
+
+
+def render_learned_critic(learned: dict[str, Any] | None) -> list[str]:
+    """The learned critic beside the embedded scorer, from ``critic-learned.json`` in the asset
+    folder (written from ``avagent train critic --bench SIZE``'s results; not this run's)."""
+    sizes = [k for k in ("tiny", "small", "full") if learned and k in learned]
+    if not learned or not sizes:
+        return []
+    cols, rows = [], []
+    for size in sizes:
+        cols += [f"embedded, {size}", f"learned, {size}"]
+
+    def cells(key: str, fmt: str = "{:.2f}", cases: str | None = None) -> list[str]:
+        out = []
+        for size in sizes:
+            for scorer in ("embedded", "learned"):
+                c = learned[size][scorer]
+                v = number(c[key], fmt) if c[key] is not None else "none"
+                out.append(f"{v} ({c[cases]} cases)" if cases else v)
+        return out
+
+    def offsets() -> list[str]:
+        out = []
+        for size in sizes:
+            o, n = learned[size]["offset_within_1_frame"], learned[size]["timing_cases"]
+            out += [f"{round(o[k] * n) if o[k] is not None else '–'} of {n}" + extra
+                    for k, extra in (("hand_made", " (hand-made)"), ("learned", ""))]
+        return out
+
+    rows = [
+        ["outputs scored", *[str(learned[s][k]["n"]) for s in sizes for k in ("embedded", "learned")]],
+        ["within a case: Spearman(alignment, SI-SDR)",
+         *cells("within_case_alignment_si_sdr", cases="within_case_alignment_cases")],
+        ["within a case: Spearman(sync, −abs residual offset)",
+         *cells("within_case_sync_offset", cases="within_case_sync_cases")],
+        ["pooled: Spearman(alignment, SI-SDR)", *cells("spearman_alignment_si_sdr")],
+        ["pooled: Spearman(sync, −abs residual offset), all clips", *cells("spearman_sync_offset_all")],
+        ["outputs acceptable by the truth", *cells("acceptable", "{:.0f}")],
+        ["outputs passing 0.85 on both scores", *cells("passes", "{:.0f}")],
+        ["offset within ±1 frame, timing inputs (embedded column: hand-made estimator)", *offsets()],
+    ]
+    return [
+        "### The learned critic beside it", "",
+        f"Not from this page's run: `{learned['command']}` at commit `{learned['commit']}` "
+        f"({learned['date']}), with {learned['checkpoint']}. It re-scores the same critic "
+        "systems' outputs on the named suite with the embedded scorer (again, for a like-for-like "
+        "column) and with `learned`; offset accuracy compares the learned sync estimate with "
+        "perception's hand-made one on the inputs of the timing cases ('cannot tell' is a miss). "
+        "Discussion in `docs/training.md` (Learned critic).", "",
+        *table(["check", *cols], rows), ""]
 
 
 def render_agent(results: dict[str, Any], command: str, speed: dict[str, Any] | None) -> str:
@@ -229,7 +281,9 @@ def write_report(results: dict[str, Any], *, out_dir: Path, doc: Path | None, co
     if doc is not None:
         rel = _relpath(out_dir, doc.parent)
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(render_benchmarks(results, command, rel) + "\n")
+        extra = out_dir / "critic-learned.json"
+        learned = json.loads(extra.read_text()) if extra.is_file() else None
+        doc.write_text(render_benchmarks(results, command, rel, learned) + "\n")
         written.append(doc)
     if agent_doc is not None:
         agent_doc.parent.mkdir(parents=True, exist_ok=True)

@@ -114,3 +114,18 @@ def test_backends_shows_the_critic_checkpoint(critic_pt: Path, tmp_path: Path, c
     monkeypatch.delenv("AVAGENT_CRITIC_CHECKPOINT")
     unset = describe_backends(Settings(cache_dir=tmp_path, scorer="learned"), probe=False)[-1]
     assert unset["reachable"] is False and "AVAGENT_CRITIC_CHECKPOINT" in unset["detail"]
+
+
+@pytest.mark.media
+def test_bench_check_scores_the_suite_with_both_scorers(critic_pt: Path, media_dir: Path) -> None:
+    from avagent.training.critic import bench_check
+
+    r = bench_check(critic_pt, size="tiny", systems=("none", "oracle"))
+    assert r["cases"] == 4 and r["systems"] == ["none", "oracle"] and r["errors"] == []
+    for scorer in ("embedded", "learned"):
+        c = r[scorer]
+        assert c["n"] == 8 and c["acceptable"] >= 4  # the oracle's outputs are acceptable
+        assert c["within_case_alignment_cases"] == 0  # two versions rank nothing
+    assert r["timing_cases"] == 1 and r["offsets"][0]["truth_ms"] == pytest.approx(400, abs=5)
+    assert r["offset_within_1_frame"]["learned"] in (0.0, 1.0)
+    assert r["offset_within_1_frame"]["frame_ms"] == 80.0
