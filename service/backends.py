@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 Role = Literal["planner", "scorer", "captioner"]
 ROLES: tuple[Role, ...] = ("planner", "scorer", "captioner")
 EMBEDDED = "embedded"  # the scorer's and captioner's default: runs offline on CPU
+# Scorers that run on CPU in the worker itself (the learned critic is a tiny CPU model), so
+# choosing them does not send jobs to the GPU queue.
+CPU_SCORERS = frozenset({EMBEDDED, "learned"})
 
 
 def _openai_server(settings: Settings, model: str) -> dict[str, Any]:
@@ -152,10 +155,11 @@ def make_captioners(settings: Settings, override: Any = None) -> Captioners:
 
 def needs_gpu(settings: Settings, planner: Any = None) -> bool:
     """Whether a job (with its ``planner`` choice) needs a model backend, so the GPU queue:
-    its planner is one of ``gpu_planners``, or the scorer or captioner is not the embedded one."""
+    its planner is one of ``gpu_planners``, the scorer is not a CPU one (:data:`CPU_SCORERS`),
+    or the captioner is not the embedded one."""
     gpu_planners = {p.strip() for p in settings.gpu_planners.split(",") if p.strip()}
     return (
         backend_name(settings, "planner", planner) in gpu_planners
-        or backend_name(settings, "scorer") != EMBEDDED
+        or backend_name(settings, "scorer") not in CPU_SCORERS
         or backend_name(settings, "captioner") != EMBEDDED
     )

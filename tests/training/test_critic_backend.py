@@ -64,6 +64,13 @@ def test_settings_build_the_learned_scorer_from_its_checkpoint(critic_pt: Path, 
     assert facts.audio.duration_s == pytest.approx(2.5, abs=0.01)
 
 
+def test_the_learned_critic_runs_on_the_cpu_queue(tmp_path) -> None:
+    from avagent.service.backends import needs_gpu
+
+    assert not needs_gpu(Settings(cache_dir=tmp_path, scorer="learned"))
+    assert needs_gpu(Settings(cache_dir=tmp_path, scorer="imagebind"))
+
+
 def test_learned_without_a_checkpoint_is_a_backend_error_naming_the_setting(tmp_path) -> None:
     with pytest.raises(BackendError, match="AVAGENT_CRITIC_CHECKPOINT"):
         make_scorer(Settings(cache_dir=tmp_path, scorer="learned"))
