@@ -84,6 +84,7 @@ DENOISERS: dict[NoiseKind, list[tuple[str, dict[str, Any]]]] = {
 
 
 _DENOISE = frozenset(action_names("noise"))
+_LEVEL = frozenset(action_names("level"))
 
 
 class RulePlanner:
@@ -91,7 +92,9 @@ class RulePlanner:
 
     Round 1 uses the first-choice denoiser; later rounds read the reflection feedback: a low
     alignment score tries the next denoiser for the same noise, a sync score that fell after a
-    shift drops the shift (a wrong shift is worse than none).
+    shift drops the shift (a wrong shift is worse than none), and a round that was not kept
+    while it held a level fix with other steps is followed by the level fix without those
+    steps (:func:`level_retry`), so a needed loudness fix is not lost with them.
     """
 
     name = "rules"
@@ -215,7 +218,8 @@ class RulePlanner:
                 reasoning=f"loudness {loud:.1f} LUFS is {why}: normalise to {target:.1f} LUFS"
                 f"{capped} with a {CEILING_DBTP:.0f} dBTP ceiling",
             ))
-        return validate_plan(Plan(steps=steps, planner=self.name, notes=notes))
+        fresh = validate_plan(Plan(steps=steps, planner=self.name, notes=notes))
+        return level_retry(fresh, history) or fresh
 
     def _denoiser(self, facts: Facts, history: list[Round], why: str = "") -> Step | None:
         a = facts.audio
@@ -254,6 +258,40 @@ class RulePlanner:
             reasoning=f"{100 * a.clipping_fraction:.2f} % of samples sit at full scale: rebuild "
             "the clipped peaks before any level change",
         )
+
+
+def level_retry(plan: Plan, history: list[Round]) -> Plan | None:
+    """The level fix without the steps it was rejected with, or None.
+
+    A round is kept or rejected as a whole: a full-scale square wave read as 60 Hz hum had every
+    plan rejected (issue 10), and its loudness fix went with the steps that did the damage. When the last round held a level step (family ``level``)
+    together with others and was not kept, the next plan is ``plan`` without the steps of
+    those other families (usually the level step alone); the round after returns to the full
+    plan with the next choices. None when that does not apply: the last round was kept or had
+    no level step or nothing else, the best round so far already holds a level fix, ``plan``
+    wants no level fix, or that plan already ran (a repeated plan would end the loop)."""
+    if not history:
+        return None
+    last = history[-1]
+    if last.improved or not any(s.action in _LEVEL for s in last.plan.steps):
+        return None
+    best = next((r for r in reversed(history) if r.improved), None)
+    if best is not None and any(s.action in _LEVEL for s in best.plan.steps):
+        return None  # the best round so far has its level fix: nothing was lost
+    suspects = {get_action(s.action).family for s in last.plan.steps if s.action not in _LEVEL}
+    if not suspects:
+        return None
+    steps = [s for s in plan.steps
+             if s.action in _LEVEL or get_action(s.action).family not in suspects]
+    if not any(s.action in _LEVEL for s in steps) or len(steps) == len(plan.steps):
+        return None
+    key = [(s.action, s.params) for s in steps]
+    if any([(s.action, s.params) for s in r.plan.steps] == key for r in history):
+        return None
+    dropped = sorted({s.action for s in plan.steps} - {s.action for s in steps})
+    note = (f"round {last.index} was not kept with its level fix inside: trying "
+            f"{' → '.join(s.action for s in steps)} without {', '.join(dropped)}")
+    return plan.model_copy(update={"steps": steps, "notes": [*plan.notes, note]})
 
 
 # Noise, level and dropout rules that read the tags (kept apart from the sync rules).

@@ -47,6 +47,7 @@ from avagent.perception.facts import AudioFacts, Facts, SyncFacts
 from avagent.perception.frames import FrameSet
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
+COMPONENT_SLACK = 1e-3  # a component this much lower is "no worse" (details are rounded to 1e-4)
 # Loudness a careful listener accepts without correction (the rule planner acts outside it).
 LOUDNESS_LOW_LUFS = -33.0
 LOUDNESS_HIGH_LUFS = -9.0
@@ -66,6 +67,26 @@ class Scores(BaseModel):
 
     def passes(self, threshold: float) -> bool:
         return self.alignment >= threshold and self.sync >= threshold
+
+    def improves_on(self, best: Scores, min_gain: float) -> bool:
+        """Whether this version should replace ``best``: its overall score is higher by
+        ``min_gain``, or it is no worse in any component (within :data:`COMPONENT_SLACK`; a
+        component one of them lacks counts as 1, so a damage component only the candidate has
+        counts against it) and better in one by ``min_gain``, with no lower overall score.
+
+        The second rule is for a product hidden behind a zero: alignment multiplies its
+        components, so with noise or hum at 0 (a full-scale 60 Hz square wave) a loudness or
+        clipping fix leaves alignment at 0 and would never be kept on the overall score."""
+        if self.overall > best.overall + min_gain:
+            return True
+        if self.overall < best.overall:
+            return False
+        keys = {k for k in (*self.details, *best.details) if not k.endswith("confidence")}
+        mine = {k: self.details.get(k, 1.0) for k in keys}
+        theirs = {k: best.details.get(k, 1.0) for k in keys}
+        if any(mine[k] < theirs[k] - COMPONENT_SLACK for k in keys):
+            return False
+        return any(mine[k] > theirs[k] + min_gain for k in keys)
 
 
 class Scorer(Protocol):

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="a running job without heartbeat this long is requeued"
     )
     max_attempts: int = Field(default=4, ge=1, description="deliveries of one job before it is failed")
+    preview_max_s: float = Field(
+        default=300.0, ge=0,
+        description="the web page's before/after preview WAVs hold this many seconds from the "
+                    "start (the spectrograms show the whole clip); 0: the worker renders none")
     worker_max_memory_mb: float = Field(
         default=1536.0, ge=0,
         description="a worker child whose resident memory passes this after a job is replaced by a "

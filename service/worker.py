@@ -200,6 +200,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
             raise type(exc)(str(exc).replace(str(local_in), job.source)) from exc
         if hb.cancelled.is_set():
             raise JobCancelledError(job.id)
+        local_outputs = dict(report.get("outputs") or {})
         outputs: dict[str, str] = {}
         checksums: dict[str, str] = {"input": input_sha}
         for kind in ("wav", "video"):
@@ -219,6 +220,13 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
             data = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
             checksums["report"] = hashlib.sha256(data).hexdigest()
             storage.write_bytes(outputs["report"], data)
+        previews: dict[str, Any] = {}
+        if ctx.settings.preview_max_s > 0:
+            progress({"stage": "previews", "round": len(report.get("rounds", [])),
+                      "max_rounds": options.max_rounds, "fraction": 0.98})
+            after = local_outputs.get("wav") or local_outputs.get("video")
+            previews = render_previews(ctx, job, local_in, Path(after) if after else None,
+                                       Path(tmp) / "previews")
     scores = dict(report.get("scores") or {})
     summary = {
         "summary": report.get("summary", ""),
@@ -236,6 +244,7 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
         ],
         "timings_s": report.get("timings_s", {}),
         "captions": report.get("captions", {}),
+        "previews": previews,
     }
     ok = store.succeed(
         job.id, worker,
@@ -251,6 +260,41 @@ def _run_job(ctx: TaskContext, job: Job, worker: str, hb: _Heartbeat) -> None:
     if not ok:
         raise JobCancelledError(job.id)
     logger.info("succeeded: %s", report.get("summary", ""))
+
+
+def render_previews(ctx: TaskContext, job: Job, before: Path, after: Path | None,
+                    folder: Path) -> dict[str, Any]:
+    """The web page's previews of both sides (:mod:`avagent.service.previews`), stored under
+    ``<output_prefix>/.avagent/previews/<job>/``: ``{side: {"wav", "png", ...}, "errors": {side:
+    reason}}``. A preview that cannot be made is logged and recorded, never fails the job (the
+    repair stands); cancellation and the time limit still stop it."""
+    from avagent.service import previews as pv
+
+    prefix = st.join(job.output_prefix, f"{pv.PREVIEW_FOLDER}/{job.id}")
+    record: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for side, source in zip(pv.SIDES, (before, after), strict=True):
+        if source is None:
+            errors[side] = "no repaired audio was written (neither wav nor video in 'outputs')"
+            continue
+        try:
+            info = pv.render(source, folder, side, max_s=ctx.settings.preview_max_s)
+            uris = {kind: st.join(prefix, f"{side}.{kind}") for kind in ("wav", "png")}
+            for kind, uri in uris.items():
+                ctx.storage.put_file(folder / f"{side}.{kind}", uri)
+            record[side] = {**uris, **info}
+        except (JobCancelledError, SoftTimeLimitExceeded):
+            raise
+        except Exception as exc:
+            reason = str(exc).replace(str(before), job.source) or type(exc).__name__
+            logger.warning("%s preview not rendered (the repair stands): %s", side, reason,
+                           exc_info=not isinstance(exc, AvagentError))
+            errors[side] = reason
+    if errors:
+        record["errors"] = errors
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    return record
 
 
 def _after_job(ctx: TaskContext, job: Job) -> None:

@@ -2,10 +2,13 @@
 
 * ``GET /v1/jobs/{id}/input`` -- the original input file, as submitted;
 * ``GET /v1/jobs/{id}/preview/{before|after}`` -- a 16-bit WAV any browser plays;
-* ``GET /v1/jobs/{id}/spectrogram/{before|after}`` -- a PNG, rendered once and cached;
+* ``GET /v1/jobs/{id}/spectrogram/{before|after}`` -- a PNG;
 * ``GET /v1/jobs/{id}/media`` -- the URLs above, signed for an hour (for ``<audio>``/``<img>``).
 
-The media routes take the API key like every other route, or a token from ``/media``.
+The media routes take the API key like every other route, or a token from ``/media``. Previews
+and spectrograms are files the worker rendered when the job finished
+(:mod:`avagent.service.previews`); this process only serves them: a job still queued or
+running answers 409, one without them 404 with the reason.
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
-from avagent.errors import MediaError
 from avagent.service.api.deps import CallerDep, SettingsDep, StorageDep, StoreDep, _caller
 from avagent.service.api.schemas import Problem
-from avagent.service.jobs import SUCCEEDED, Job, JobStore
+from avagent.service.jobs import ACTIVE, SUCCEEDED, Job, JobStore
+from avagent.service.previews import SIDES, Side
 from avagent.service.settings import Settings
 from avagent.service.storage import Storage
-from avagent.service.web import render, tokens
+from avagent.service.web import tokens
 
 logger = logging.getLogger(__name__)
 
@@ -99,27 +102,38 @@ def _job_for_media(request: Request, job_id: str, t: str | None, store: JobStore
     return job
 
 
-def _folder(settings: Settings, job: Job) -> Path:
-    return settings.cache_dir / "web" / job.id
-
-
-def _side_files(job: Job, side: render.Side, storage: Storage, settings: Settings) -> tuple[Path, Path]:
-    if side == "before":
-        uri, suffix = job.source, posixpath.splitext(job.input_name)[1]
-    else:
+def _preview(job: Job, side: Side, kind: Literal["wav", "png"]) -> str:
+    """URI of the stored preview file, or an HTTP error saying why there is none. The worker
+    renders previews when the job finishes; this process never decodes or renders."""
+    if job.state in ACTIVE:
+        raise HTTPException(409, f"job {job.id} is {job.state}; its previews are rendered by the "
+                                 "worker when it finishes")
+    record = (job.summary or {}).get("previews") or {}
+    uri = (record.get(side) or {}).get(kind)
+    if not uri:
+        why = (record.get("errors") or {}).get(side)
+        if why:
+            raise HTTPException(404, f"job {job.id} has no {side} preview: {why}")
         if job.state != SUCCEEDED:
-            raise HTTPException(409, f"job {job.id} is {job.state}; 'after' exists once it succeeded")
-        found = (job.outputs or {}).get("wav") or (job.outputs or {}).get("video")
-        if not found:
-            raise HTTPException(404, f"job {job.id} has no audio output (not requested)")
-        uri, suffix = str(found), posixpath.splitext(str(found))[1]
+            raise HTTPException(404, f"job {job.id} {job.state}; previews exist for succeeded jobs")
+        raise HTTPException(404, f"job {job.id} has no {side} preview (none was rendered: "
+                                 "AVAGENT_PREVIEW_MAX_S=0, or the job ran before workers made them)")
+    return str(uri)
+
+
+def _serve(storage: Storage, uri: str, media_type: str, what: str) -> Response:
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if uri.startswith("file://"):  # local storage: a FileResponse answers Range requests
+        path = Path(uri[len("file://"):])
+        if not path.is_file():
+            raise HTTPException(404, f"the {what} is gone from storage")
+        return FileResponse(path, media_type=media_type, headers=headers)
     try:
-        return render.ensure(_folder(settings, job), side, lambda local: storage.get_file(uri, local),
-                             suffix=suffix, max_duration_s=settings.max_duration_s)
-    except (FileNotFoundError, IsADirectoryError):
-        raise HTTPException(404, f"the {side} file of job {job.id} is gone from storage") from None
-    except MediaError as exc:  # an input the worker refused too (e.g. truncated): nothing to draw
-        raise HTTPException(422, f"cannot decode the {side} audio: {exc}") from None
+        size = storage.size(uri)
+    except FileNotFoundError:
+        raise HTTPException(404, f"the {what} is gone from storage") from None
+    return StreamingResponse(storage.iter_bytes(uri), media_type=media_type,
+                             headers={**headers, "Content-Length": str(size)})
 
 
 @router.get("/v1/jobs/{job_id}/media", tags=["jobs"], responses=_ERRORS,
@@ -130,11 +144,13 @@ def media_links(job_id: str, caller: CallerDep, store: StoreDep, settings: Setti
         raise HTTPException(404, f"job {job_id!r} not found")
     t = tokens.sign(settings.secret_key, job.id, job.owner)
     base = f"/v1/jobs/{job.id}"
-    links = {"input": f"{base}/input?t={t}", "before": f"{base}/preview/before?t={t}",
-             "spectrogram_before": f"{base}/spectrogram/before?t={t}"}
-    if job.state == SUCCEEDED and (job.outputs or {}).get("wav"):
-        links |= {"after": f"{base}/preview/after?t={t}",
-                  "spectrogram_after": f"{base}/spectrogram/after?t={t}"}
+    links = {"input": f"{base}/input?t={t}"}
+    record = {} if job.state in ACTIVE else ((job.summary or {}).get("previews") or {})
+    for side in SIDES:  # only what the worker rendered and stored
+        if (record.get(side) or {}).get("wav"):
+            links[side] = f"{base}/preview/{side}?t={t}"
+        if (record.get(side) or {}).get("png"):
+            links[f"spectrogram_{side}"] = f"{base}/spectrogram/{side}?t={t}"
     return {"links": links, "expires_at": int(t.split(".")[0])}
 
 
@@ -158,26 +174,28 @@ def get_input(request: Request, job_id: str, store: StoreDep, storage: StorageDe
     )
 
 
+_NOT_READY = {"model": Problem, "description": "the job is queued or running: previews are "
+                                                "rendered by the worker when it finishes"}
+_NO_PREVIEW = {"model": Problem, "description": "no such job (or not yours), or no preview of "
+                                                "that side (the reason the worker recorded)"}
+
+
 @router.get("/v1/jobs/{job_id}/preview/{side}", tags=["jobs"], response_class=FileResponse,
             summary="Before (input) or after (repaired) sound as a 16-bit WAV for a browser",
-            responses={**_ERRORS, 200: {"content": {"audio/wav": {}}},
-                       409: {"model": Problem, "description": "'after' before the job succeeded"},
-                       422: {"model": Problem, "description": "the input cannot be decoded"}})
-def get_preview(request: Request, job_id: str, side: Literal["before", "after"], store: StoreDep,
-                storage: StorageDep, settings: SettingsDep, t: Token = None) -> FileResponse:
+            responses={**_ERRORS, 200: {"content": {"audio/wav": {}}}, 404: _NO_PREVIEW,
+                       409: _NOT_READY})
+def get_preview(request: Request, job_id: str, side: Side, store: StoreDep,
+                storage: StorageDep, settings: SettingsDep, t: Token = None) -> Response:
     job = _job_for_media(request, job_id, t, store, settings)
-    wav, _ = _side_files(job, side, storage, settings)
-    return FileResponse(wav, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
+    return _serve(storage, _preview(job, side, "wav"), "audio/wav", f"{side} preview of job {job.id}")
 
 
 @router.get("/v1/jobs/{job_id}/spectrogram/{side}", tags=["jobs"], response_class=FileResponse,
             summary="Spectrogram (PNG) of the input (before) or the repaired sound (after)",
-            responses={**_ERRORS, 200: {"content": {"image/png": {}}},
-                       409: {"model": Problem, "description": "'after' before the job succeeded"},
-                       422: {"model": Problem, "description": "the input cannot be decoded"}})
-def get_spectrogram(request: Request, job_id: str, side: Literal["before", "after"],
-                    store: StoreDep, storage: StorageDep, settings: SettingsDep,
-                    t: Token = None) -> FileResponse:
+            responses={**_ERRORS, 200: {"content": {"image/png": {}}}, 404: _NO_PREVIEW,
+                       409: _NOT_READY})
+def get_spectrogram(request: Request, job_id: str, side: Side, store: StoreDep,
+                    storage: StorageDep, settings: SettingsDep, t: Token = None) -> Response:
     job = _job_for_media(request, job_id, t, store, settings)
-    _, png = _side_files(job, side, storage, settings)
-    return FileResponse(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return _serve(storage, _preview(job, side, "png"), "image/png",
+                  f"{side} spectrogram of job {job.id}")

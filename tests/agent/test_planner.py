@@ -117,3 +117,49 @@ def test_reflection_feedback_adds_a_denoiser_for_noise_left():
     second = RulePlanner().plan(f, {}, [r1])
     assert actions_of(second) == ["remove_hum", "wiener"]
     assert "noise left after round 1" in second.steps[1].reasoning
+
+
+def test_a_rejected_round_does_not_take_its_level_fix_with_it():
+    # issue 10: every plan with hum removal was rejected, and the volume step went with them.
+    f = facts({"noise_kind": NoiseKind.HUM, "hum_hz": 60.0, "hum_db": 25.0, "snr_db": 8.0,
+               "loudness_lufs": -1.0, "true_peak_dbtp": 0.5})
+    first = RulePlanner().plan(f, {}, [])
+    assert actions_of(first) == ["remove_hum", "volume"]
+    rejected = Round(index=1, plan=first, improved=False, scores=Scores(alignment=0.1, sync=1.0))
+    second = RulePlanner().plan(f, {}, [rejected])
+    assert actions_of(second) == ["volume"]
+    assert second.steps[0] == first.steps[1]  # the same level fix, alone
+    assert any("round 1 was not kept" in n and "without remove_hum" in n for n in second.notes)
+    # The round after goes back to the full plan (the level fix alone already ran) ...
+    alone = Round(index=2, plan=second, improved=True, scores=Scores(alignment=0.3, sync=1.0))
+    assert actions_of(RulePlanner().plan(f, {}, [rejected, alone])) == ["remove_hum", "volume"]
+    # ... and a full plan rejected again does not repeat the level-only plan (that would end
+    # the loop): the planner moves on with its usual choices.
+    again = Round(index=3, plan=first, improved=False, scores=Scores(alignment=0.1, sync=1.0))
+    assert actions_of(RulePlanner().plan(f, {}, [rejected, alone, again])) == ["remove_hum", "volume"]
+
+
+def test_level_retry_keeps_new_families_and_leaves_kept_rounds_alone():
+    f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0, "loudness_lufs": -40.0},
+              {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.9})
+    first = RulePlanner().plan(f, {}, [])
+    assert actions_of(first) == ["wiener", "speed", "volume"]
+    # Kept: no retry, the usual next plan.
+    kept = Round(index=1, plan=first, improved=True, scores=Scores(alignment=0.5, sync=0.9))
+    assert actions_of(RulePlanner().plan(f, {}, [kept])) == ["spectral_gating", "speed", "volume"]
+    # Rejected: the denoiser and the shift were both in it, so both are left out.
+    rejected = kept.model_copy(update={"improved": False})
+    assert actions_of(RulePlanner().plan(f, {}, [rejected])) == ["volume"]
+    # A round without a level step, or with only one, is not a reason to retry.
+    no_level = Round(index=1, plan=Plan(steps=first.steps[:1]), improved=False,
+                     scores=Scores(alignment=0.5, sync=0.9))
+    assert "volume" in actions_of(RulePlanner().plan(f, {}, [no_level]))
+    assert len(RulePlanner().plan(f, {}, [no_level]).steps) == 3
+    # The best round so far already holds a level fix: nothing was lost, the next denoiser runs.
+    quiet = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0, "loudness_lufs": -40.0})
+    r1 = Round(index=1, plan=RulePlanner().plan(quiet, {}, []), improved=True,
+               scores=Scores(alignment=0.6, sync=1.0))
+    r2 = Round(index=2, plan=RulePlanner().plan(quiet, {}, [r1]), improved=False,
+               scores=Scores(alignment=0.3, sync=1.0))
+    assert actions_of(r2.plan) == ["spectral_gating", "volume"]
+    assert actions_of(RulePlanner().plan(quiet, {}, [r1, r2])) == ["spectral_subtraction", "volume"]

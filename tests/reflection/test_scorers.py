@@ -105,3 +105,28 @@ def test_registry():
     assert get_scorer("embedded").name == "embedded"
     with pytest.raises(ParameterError, match="valid scorers: embedded"):
         get_scorer("imagebind-huge")
+
+
+def test_improves_on_sees_a_gain_a_zero_component_hides():
+    from avagent.reflection.scorers import Scores
+
+    # a full-scale 60 Hz square wave: noise and hum at 0 keep alignment at 0 whatever else
+    base = Scores(alignment=0.0, sync=1.0, details={"noise": 0.0001, "hum": 0.0,
+                                                    "loudness": 0.55, "clipping": 0.0})
+    level = Scores(alignment=0.0, sync=1.0, details={"noise": 0.0001, "hum": 0.0, "loudness": 1.0,
+                                                     "clipping": 1.0, "content": 1.0, "bands": 1.0})
+    assert level.overall <= base.overall + 0.01  # the overall score alone would not keep it
+    assert level.improves_on(base, 0.01)
+    rounding = level.model_copy(update={"details": {**level.details, "noise": 0.0}})
+    assert rounding.improves_on(base, 0.01)  # 1e-4 lower is inside the slack, not damage
+    # ... but not when anything got worse, a damage only the candidate has included
+    damaged = level.model_copy(update={"details": {**level.details, "bands": 0.6}})
+    assert not damaged.improves_on(base, 0.01)
+    quieter = level.model_copy(update={"details": {**level.details, "loudness": 0.5}})
+    assert not quieter.improves_on(base, 0.01)
+    # nothing better by min_gain: not kept (a repeated version is no improvement)
+    assert not base.improves_on(base, 0.01)
+    # the overall rule still decides when the product moves
+    assert Scores(alignment=0.5, sync=1.0).improves_on(Scores(alignment=0.3, sync=1.0), 0.01)
+    assert not Scores(alignment=0.3, sync=0.9, details={"noise": 1.0}).improves_on(
+        Scores(alignment=0.3, sync=1.0, details={"noise": 0.5}), 0.01)

@@ -249,7 +249,7 @@ def test_source_that_is_a_folder_is_422(
         r = client.post("/v1/jobs", headers=alice, json={"source": source})
         assert r.status_code == 422, (source, r.text)
         assert "is a folder, not a file" in r.json()["detail"] and "/v1/batches" in r.json()["detail"]
-    # A job that points at a folder anyway (made before this check): 404s, not 500s.
+    # A job that points at a folder anyway (made before this check): 404 and 409, never 500s.
     store = JobStore.from_settings(settings)
     key, rec = create_key(store, "dave")
     store.create_job(Job(id=new_id(), owner=rec.id, source=storage.key_uri("folder-src"),
@@ -257,9 +257,11 @@ def test_source_that_is_a_folder_is_422(
                          options={}))
     dave = {"X-API-Key": key}
     jid = client.get("/v1/jobs", headers=dave).json()["items"][0]["id"]
-    for path in ("input", "spectrogram/before", "preview/before"):
+    r = client.get(f"/v1/jobs/{jid}/input", headers=dave)
+    assert r.status_code == 404 and "gone from storage" in r.json()["detail"], r.text
+    for path in ("spectrogram/before", "preview/before"):  # the API renders nothing: not yet
         r = client.get(f"/v1/jobs/{jid}/{path}", headers=dave)
-        assert r.status_code == 404 and "gone from storage" in r.json()["detail"], (path, r.text)
+        assert r.status_code == 409 and "rendered by the worker" in r.json()["detail"], (path, r.text)
 
 
 def test_empty_idempotency_key_is_422(client: TestClient, keys: dict[str, dict[str, str]]) -> None:

@@ -1,4 +1,4 @@
-"""The web page: server-side parts with TestClient (pages, signed media, spectrograms, refusals),
+"""The web page: server-side parts with TestClient (pages, signed media, stored previews, refusals),
 then the whole thing in a real headless Chromium against a real API and worker: the key typed
 into the page, a corrupted real video uploaded through the file field, progress followed to the
 end, scores, plan with reasoning, both players and both spectrograms on screen; and a batch view."""
@@ -79,7 +79,7 @@ def test_pages_and_static_files(idle_client: tuple[TestClient, Settings]) -> Non
     assert "/v1/jobs/{job_id}/spectrogram/{side}" in paths and "/" not in paths
 
 
-def test_input_preview_and_spectrogram_of_a_queued_job(
+def test_a_queued_job_plays_its_input_and_the_api_renders_nothing(
     idle_client: tuple[TestClient, Settings], video_path: Path
 ) -> None:
     client, settings = idle_client
@@ -89,30 +89,29 @@ def test_input_preview_and_spectrogram_of_a_queued_job(
     r = client.get(f"/v1/jobs/{jid}/input")
     assert r.status_code == 200 and r.content == data and r.headers["content-type"] == "video/mp4"
     links = client.get(f"/v1/jobs/{jid}/media").json()["links"]
-    assert set(links) == {"input", "before", "spectrogram_before"}  # no "after" before it ran
-    png = client.get(links["spectrogram_before"])
-    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
-    wav = client.get(links["before"])
-    assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
-    import io
-
-    import soundfile
-
-    y, sr = soundfile.read(io.BytesIO(wav.content))
-    assert sr == 48000 and abs(len(y) / sr - 5.57) < 0.1 and np.abs(y).max() > 0.01
-    assert (settings.cache_dir / "web" / jid / "before.png").exists()  # cached per job
-    assert client.get(f"/v1/jobs/{jid}/spectrogram/after").status_code == 409
-    assert client.get(f"/v1/jobs/{jid}/preview/after").status_code == 409
+    assert set(links) == {"input"}  # previews are the worker's, once the job finished
+    # Previews are rendered by the worker when the job finishes: until then a 409 saying so,
+    # with a token or with the key, and nothing is decoded or drawn in this process.
+    for path in ("preview/before", "spectrogram/before", "preview/after", "spectrogram/after"):
+        r = client.get(f"/v1/jobs/{jid}/{path}?t={links['input'].split('t=')[1]}")
+        assert r.status_code == 409, (path, r.text)
+        assert r.json()["detail"] == (f"job {jid} is queued; its previews are rendered by the "
+                                      "worker when it finishes")
+        assert client.get(f"/v1/jobs/{jid}/{path}").status_code == 409
+    assert not (settings.cache_dir / "web").exists()
     assert client.get(f"/v1/jobs/{jid}/spectrogram/sideways").status_code == 422
     # A token opens only its own job; a forged or foreign one is a 401, never a 5xx.
     other = client.post("/v1/jobs", files={"file": ("b.mp4", data, "video/mp4")}).json()["id"]
-    token = links["before"].split("t=")[1]
+    token = links["input"].split("t=")[1]
     assert client.get(f"/v1/jobs/{other}/preview/before?t={token}").status_code == 401
     assert client.get(f"/v1/jobs/{jid}/preview/before?t=1.abc").status_code == 401
     assert client.get(f"/v1/jobs/nope/input?t={token}").status_code == 401
     assert client.get("/v1/jobs/nope/spectrogram/before").status_code == 404
     for j in (jid, other):
         client.delete(f"/v1/jobs/{j}")
+    # Cancelled before it ran: it never will have previews, and says so.
+    r = client.get(f"/v1/jobs/{jid}/preview/before")
+    assert r.status_code == 404 and "previews exist for succeeded jobs" in r.json()["detail"]
 
 
 def test_media_needs_the_owners_key(tmp_path: Path, speech_path: Path) -> None:
@@ -129,13 +128,17 @@ def test_media_needs_the_owners_key(tmp_path: Path, speech_path: Path) -> None:
         assert client.get(f"/v1/jobs/{jid}/input", headers={"X-API-Key": bob}).status_code == 404
         assert client.get(f"/v1/jobs/{jid}/media",
                           headers={"Authorization": f"Bearer {bob}"}).status_code == 404
-        ok = client.get(f"/v1/jobs/{jid}/spectrogram/before", headers={"X-API-Key": alice})
-        assert ok.status_code == 200 and ok.content.startswith(b"\x89PNG")
+        mine = client.get(f"/v1/jobs/{jid}/spectrogram/before", headers={"X-API-Key": alice})
+        assert mine.status_code == 409  # hers, not rendered yet (the job is queued)
+        theirs = client.get(f"/v1/jobs/{jid}/spectrogram/before", headers={"X-API-Key": bob})
+        assert theirs.status_code == 404
         # The page itself is public (a shell); its data needs the key.
         assert client.get("/").status_code == 200
 
 
-def test_an_undecodable_input_is_a_422_not_a_500(idle_client: tuple[TestClient, Settings]) -> None:
+def test_previews_the_worker_did_not_make_are_a_404_with_its_reason(
+    idle_client: tuple[TestClient, Settings],
+) -> None:
     client, _ = idle_client
     from avagent.service.jobs import Job, new_id
 
@@ -144,8 +147,30 @@ def test_an_undecodable_input_is_a_422_not_a_500(idle_client: tuple[TestClient, 
     storage.write_bytes(src, b"\x00\x00\x00\x18ftypmp42" + PNG_1X1)  # an mp4 header and garbage
     job, _ = store.create_job(Job(id=new_id(), owner="anonymous", source=src, input_name="fake.mp4",
                                   output_prefix=storage.key_uri("jobs/x"), queue="q"))
+    # Queued: the API does not try to decode it (the worker will, and fail the job).
+    assert client.get(f"/v1/jobs/{job.id}/spectrogram/before").status_code == 409
+    store.claim(job.id, "w", 60)
+    store.fail(job.id, "fake.mp4: corrupt")
     r = client.get(f"/v1/jobs/{job.id}/spectrogram/before")
-    assert r.status_code == 422 and "cannot decode" in r.json()["detail"]
+    assert r.status_code == 404 and "previews exist for succeeded jobs" in r.json()["detail"]
+    # Succeeded, one side recorded as failed, the other stored and then lost.
+    png = storage.key_uri("jobs/y/.avagent/previews/y/before.png")
+    storage.write_bytes(png, PNG_1X1)
+    done, _ = store.create_job(Job(id=new_id(), owner="anonymous", source=src, input_name="fake.mp4",
+                                   output_prefix=storage.key_uri("jobs/y"), queue="q"))
+    store.claim(done.id, "w", 60)
+    store.succeed(done.id, "w", summary={"previews": {
+        "before": {"wav": png[:-3] + "wav", "png": png},
+        "errors": {"after": "no repaired audio was written"}}})
+    links = client.get(f"/v1/jobs/{done.id}/media").json()["links"]
+    assert set(links) == {"input", "before", "spectrogram_before"}
+    r = client.get(links["spectrogram_before"])
+    assert r.status_code == 200 and r.content == PNG_1X1 and r.headers["content-type"] == "image/png"
+    r = client.get(f"/v1/jobs/{done.id}/preview/after")
+    assert r.status_code == 404
+    assert r.json()["detail"] == f"job {done.id} has no after preview: no repaired audio was written"
+    r = client.get(links["before"])  # named in the record, gone from storage
+    assert r.status_code == 404 and "gone from storage" in r.json()["detail"]
     storage.delete(src)
     assert client.get(f"/v1/jobs/{job.id}/input").status_code == 404
 

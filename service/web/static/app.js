@@ -195,11 +195,14 @@ function renderRounds(report) {
 async function loadMedia(jobId) {
   const m = await api("/v1/jobs/" + jobId + "/media");
   const set = (id, attr, key) => { if (m.links[key]) $(id)[attr] = m.links[key]; };
-  set("player-before", "src", "before");
+  // The worker renders the previews when the job finishes; until then the input itself plays.
+  set("player-before", "src", m.links.before ? "before" : "input");
   set("spec-before", "src", "spectrogram_before");
   set("player-after", "src", "after");
   set("spec-after", "src", "spectrogram_after");
-  $("player-after").hidden = $("spec-after").hidden = !m.links.after;
+  $("spec-before").hidden = !m.links.spectrogram_before;
+  $("player-after").hidden = !m.links.after;
+  $("spec-after").hidden = !m.links.spectrogram_after;
 }
 
 function initJob() {
