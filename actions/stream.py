@@ -30,7 +30,7 @@ from avagent.actions.registry import apply_action
 from avagent.actions.speed import _EDGE_FADE_MS, _FRAC_TAPS, _frac_kernel
 from avagent.errors import ParameterError
 
-BLOCK_S = 30.0  # new sound per window
+BLOCK_S = 10.0  # new sound per window (an action's work space grows with its window)
 MARGIN_S = 3.0  # context on each side (longer than the 2 s a dropout span may last)
 FADE_S = 0.05  # cross-fade between neighbouring windows
 

@@ -33,7 +33,7 @@ from avagent.reflection.scorers import Scorer, Scores
 logger = logging.getLogger(__name__)
 
 COUNT = 8  # excerpts per film
-LENGTH_S = 30.0  # seconds each
+LENGTH_S = 12.0  # seconds each (memory: an action's work space grows with a window's length)
 ON_EVIDENCE = 2  # of them centred on located faults (dropouts) when there are some
 
 Reader = Callable[[int, int], np.ndarray]  # samples [a, b) -> (channels, b - a), silence outside
@@ -94,7 +94,7 @@ class Excerpts:
         a, _ = time_map(steps)
         k0 = round(e.start_s * self.sr - p / a)
         length = round((e.stop_s - e.start_s) * self.sr)
-        out = y[:, max(k0, 0) : k0 + length]
+        out = y[:, max(k0, 0) : k0 + length].copy()  # not a view: the context is let go
         if out.shape[-1] < length:
             out = np.pad(out, ((0, 0), (0, length - out.shape[-1])))
         return out
@@ -106,26 +106,29 @@ class Excerpts:
         """Every excerpt with the plan applied, and the plan with whole-clip parameters resolved
         (what the whole track is rendered with). One pass: step by step over all excerpts."""
         segs = [self._read(e, steps) for e in self.items]
-        raw = [y for _, y in segs]
+        levels = any(n == "volume" and p.get("target_lufs") is not None for n, p in steps)
+        l_raw = self._pooled([y for _, y in segs]) if levels else None
         resolved: list[Step] = []
         for name, params in steps:
             p = dict(params)
             if name == "volume" and p.get("target_lufs") is not None:
                 target = float(p.pop("target_lufs"))
-                p["gain_db"] = self._gain_for(raw, [y for _, y in segs], target)
+                p["gain_db"] = self._gain_for(l_raw, [y for _, y in segs], target)
                 logger.debug("volume(target_lufs=%s) resolved to gain_db=%s", target, p["gain_db"])
             resolved.append((name, p))
             segs = [(q, apply_steps([(name, p)], y, sr=self.sr, start_s=q / self.sr))
                     for q, y in segs]
         return [self._cut(e, resolved, seg) for e, seg in zip(self.items, segs, strict=True)], resolved
 
-    def _gain_for(self, raw: list[np.ndarray], done: list[np.ndarray], target: float) -> float:
+    def _pooled(self, ys: list[np.ndarray]) -> float | None:
+        return loudness_lufs(np.concatenate(ys, axis=-1), sr=self.sr)
+
+    def _gain_for(self, l_raw: float | None, done: list[np.ndarray], target: float) -> float:
         """The gain taking the whole track to ``target``: its loudness plus what the steps so
-        far changed on the excerpts."""
+        far changed on the excerpts (``l_raw``: their pooled loudness before any step)."""
         if self.loudness_lufs is None:
             return 0.0
-        l_raw = loudness_lufs(np.concatenate(raw, axis=-1), sr=self.sr)
-        l_done = loudness_lufs(np.concatenate(done, axis=-1), sr=self.sr)
+        l_done = self._pooled(done)
         change = 0.0 if l_raw is None or l_done is None else l_done - l_raw
         return round(float(np.clip(target - (self.loudness_lufs + change), -60.0, 60.0)), 2)
 

@@ -172,8 +172,9 @@ def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     logger.info("[%s] round %d scores %s (%s)", ctx.job_id, n, _fmt(scores), feedback)
     update: dict[str, Any] = {"rounds": [record], "timings_s": {"reflect": time.perf_counter() - t0}}
     if improved:
-        update.update(best_round=n, best_audio=state["candidate"], best_scores=scores,
-                      best_steps=state.get("candidate_steps", []))
+        excerpts = state.get("excerpts") is not None  # a film keeps its plan, not its excerpts
+        update.update(best_round=n, best_audio=None if excerpts else state["candidate"],
+                      best_scores=scores, best_steps=state.get("candidate_steps", []))
     return update
 
 

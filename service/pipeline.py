@@ -189,7 +189,9 @@ def repair_file(
             result = run_agent_excerpts(excerpts, facts=facts, sr=sr, context=context)
             stream_info = {"excerpts_s": [[e.start_s, e.stop_s] for e in excerpts.items],
                            "steps": [[n, p] for n, p in result.steps or []]}
+            t_render = time.perf_counter()
             audio_out = longform.render_long(result.steps or [], excerpts, spool_dir, emit)
+            stream_info["render_s"] = round(time.perf_counter() - t_render, 4)
         else:
             y, sr = media.load_audio(input_path, max_duration_s=settings.max_duration_s)
             frames = None
@@ -209,6 +211,7 @@ def repair_file(
     timings = {
         "decode": t_decoded - t_start,
         **result.timings_s,
+        **({"render": stream_info["render_s"]} if stream_info else {}),
         "write": t_written - t_agent,
     }
     timings["total"] = time.perf_counter() - t_start
