@@ -10,7 +10,10 @@
 * ``speed`` (:class:`SpeedStage`) runs with carried state: soxr's streaming resampler for the
   rate, a delay line plus a 64-tap fractional delay (``lfilter`` with its state) for the offset,
   and a counter for the length, so block boundaries leave no trace;
-* ``pitch`` keeps the length and runs windowed like the first group.
+* ``pitch`` keeps the length and runs windowed like the first group, on longer windows
+  (:data:`PITCH_BLOCK_S`): two phase-vocoder renderings of a seam's 50 ms do not share their
+  phases, so a steady pure tone can dip there for 50 ms (by 2-6 dB in the tests, as the phase
+  difference falls); longer windows make the seams rare (one a minute).
 
 Parameters that need the whole clip are resolved before streaming (the agent does it on its
 excerpts): ``volume(target_lufs=)`` must arrive as ``volume(gain_db=)``. Dropout spans are in the
@@ -33,6 +36,7 @@ from avagent.errors import ParameterError
 BLOCK_S = 10.0  # new sound per window (an action's work space grows with its window)
 MARGIN_S = 3.0  # context on each side (longer than the 2 s a dropout span may last)
 FADE_S = 0.05  # cross-fade between neighbouring windows
+PITCH_BLOCK_S = 60.0  # windows of a run that holds ``pitch`` (see the module)
 
 Step = tuple[str, dict[str, Any]]
 
@@ -250,16 +254,22 @@ def stages(steps: list[Step], sr: int, channels: int, **window: float) -> list[A
     each run of the others."""
     out: list[Any] = []
     run: list[Step] = []
+
+    def close() -> None:
+        if run:
+            w = dict(window)
+            if any(n == "pitch" for n, _ in run):
+                w["block_s"] = max(float(w.get("block_s", BLOCK_S)), PITCH_BLOCK_S)
+            out.append(Windowed(list(run), sr, **w))
+            run.clear()
+
     for name, params in steps:
         if name == "speed":
-            if run:
-                out.append(Windowed(run, sr, **window))
-                run = []
+            close()
             out.append(SpeedStage(params, sr, channels))
         else:
             run.append((name, dict(params)))
-    if run:
-        out.append(Windowed(run, sr, **window))
+    close()
     return out
 
 

@@ -107,6 +107,12 @@ def output_paths(
     return paths
 
 
+def streams(info: Any, settings: Settings) -> bool:
+    """Whether an input takes the streamed path: longer than ``stream_above_s`` for stereo,
+    scaled by channel count (memory grows with channels x seconds: 5.1 streams 3x sooner)."""
+    return float(info.duration_s) * max(int(info.channels or 1), 1) > 2.0 * settings.stream_above_s
+
+
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
     from avagent.agent.perceive import perceive
@@ -115,6 +121,17 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
     settings = settings or get_settings()
     path = Path(path)
     info = media.probe(path, max_duration_s=settings.max_duration_s)
+    if streams(info, settings):  # a film: measured from the stream
+        from avagent.service import longform
+
+        with longform.scratch(settings) as tmp:
+            longform.free_space_check(Path(tmp), info)
+            facts, ex = longform.perceive_long(path, info, settings, Path(tmp))
+            first = ex.items[0]
+            captions = make_captioners(settings).describe(
+                facts, y=ex.segment(first, []), sr=ex.sr, frames=first.frames)
+        return {"input": str(path), "captions": captions,
+                "analysis": facts.model_dump(mode="json")}
     y, sr = media.load_audio(path, max_duration_s=settings.max_duration_s)
     frames = (
         media.load_frames(path, fps=settings.frame_rate_hz, width=settings.frame_width)
@@ -164,7 +181,7 @@ def repair_file(
 
     emit({"stage": "decode", "round": 0, "max_rounds": options.max_rounds, "fraction": 0.0})
     info = media.probe(input_path, max_duration_s=settings.max_duration_s)
-    streamed = info.duration_s > settings.stream_above_s
+    streamed = streams(info, settings)
     context = AgentContext(
         planner=make_planner(settings, options.planner),
         scorer=make_scorer(settings),
