@@ -42,6 +42,8 @@ def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         perceive_fn = ctx.perceive
     else:
         from avagent.agent.perceive import perceive as perceive_fn
+    if state.get("excerpts") is not None:
+        return _perceive_excerpts(state, ctx, t0)
     y, sr = state["audio"], state["sr"]
     facts: Facts = perceive_fn(
         y, sr=sr, frames=state.get("frames"), audio_duration_s=y.shape[-1] / sr
@@ -61,6 +63,22 @@ def perceive(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         "round": 0,
         "timings_s": {"perceive": time.perf_counter() - t0},
     }
+
+
+def _perceive_excerpts(state: AgentState, ctx: AgentContext, t0: float) -> dict[str, Any]:
+    """A long input: perception ran over the whole stream already; the baseline is the
+    untouched excerpts' scores (see :mod:`avagent.agent.excerpts`)."""
+    ex = state["excerpts"]
+    facts = state["facts"]
+    first = ex.items[0]
+    captions = ctx.captioners.describe(facts, y=ex.segment(first, []), sr=state["sr"],
+                                       frames=first.frames)
+    baseline = ex.score_input(ctx.scorer)
+    logger.info("[%s] perceived (%d excerpts): %s | baseline %s", ctx.job_id, len(ex.items),
+                captions["audio"], _fmt(baseline))
+    return {"captions": captions, "baseline": baseline, "best_round": 0, "best_audio": None,
+            "best_steps": [], "best_scores": baseline, "round": 0,
+            "timings_s": {"perceive": time.perf_counter() - t0}}
 
 
 def plan(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -86,6 +104,8 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     n = state["round"]
     _progress(ctx, "act", n, 0.1 + 0.8 * (n - 0.66) / ctx.max_rounds)
     t0 = time.perf_counter()
+    if state.get("excerpts") is not None:
+        return _act_excerpts(state, ctx, t0)
     y = state["audio"]  # the ORIGINAL, every round
     sr = state["sr"]
     kept: list[Step] = []
@@ -101,16 +121,41 @@ def act(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     return {"candidate": y, "plan": done, "timings_s": {"act": time.perf_counter() - t0}}
 
 
+def _act_excerpts(state: AgentState, ctx: AgentContext, t0: float) -> dict[str, Any]:
+    """The plan on every excerpt; a step that fails is skipped as on a short clip."""
+    ex = state["excerpts"]
+    kept: list[Step] = []
+    notes = list(state["plan"].notes)
+    steps = list(state["plan"].steps)
+    try:
+        out = ex.apply([(s.action, s.params) for s in steps])
+        kept = steps
+    except AvagentError:  # find the failing steps one by one, as a short clip does
+        out = (ex.input_excerpts(), [])
+        for step in steps:
+            try:
+                out = ex.apply([(s.action, s.params) for s in [*kept, step]])
+                kept.append(step)
+            except AvagentError as exc:
+                logger.warning("[%s] action %s failed: %s", ctx.job_id, step.action, exc)
+                notes.append(f"step {step.action} skipped: {exc}")
+    done = state["plan"].model_copy(update={"steps": kept, "notes": notes})
+    return {"candidate": out[0], "candidate_steps": out[1], "plan": done,
+            "timings_s": {"act": time.perf_counter() - t0}}
+
+
 def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     n = state["round"]
     _progress(ctx, "reflect", n, 0.1 + 0.8 * (n - 0.33) / ctx.max_rounds)
     t0 = time.perf_counter()
     current_plan: Plan = state["plan"]
+    timing = any(s.action in TIMING_ACTIONS for s in current_plan.steps)
     if not current_plan.steps:
         scores = state["baseline"]  # nothing was done: the candidate is the input
+    elif state.get("excerpts") is not None:
+        scores = state["excerpts"].score(ctx.scorer, state["candidate"], timing_changed=timing)
     else:
-        timing = any(s.action in TIMING_ACTIONS for s in current_plan.steps)
         scores, _ = ctx.scorer.score(
             state["candidate"],
             sr=state["sr"],
@@ -127,7 +172,9 @@ def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     logger.info("[%s] round %d scores %s (%s)", ctx.job_id, n, _fmt(scores), feedback)
     update: dict[str, Any] = {"rounds": [record], "timings_s": {"reflect": time.perf_counter() - t0}}
     if improved:
-        update.update(best_round=n, best_audio=state["candidate"], best_scores=scores)
+        excerpts = state.get("excerpts") is not None  # a film keeps its plan, not its excerpts
+        update.update(best_round=n, best_audio=None if excerpts else state["candidate"],
+                      best_scores=scores, best_steps=state.get("candidate_steps", []))
     return update
 
 
@@ -191,6 +238,8 @@ class AgentResult:
     scores: Scores
     accepted: bool
     timings_s: dict[str, float]
+    # the chosen plan with whole-clip parameters resolved (a long input is rendered with it)
+    steps: list[tuple[str, dict[str, Any]]] | None = None
 
 
 _GRAPH: Any = None
@@ -218,6 +267,35 @@ def run_agent(
         scores=best,
         accepted=best.passes(context.threshold),
         timings_s={k: round(v, 4) for k, v in out.get("timings_s", {}).items()},
+    )
+
+
+def run_agent_excerpts(
+    excerpts: Any, *, facts: Facts, sr: int, context: AgentContext
+) -> AgentResult:
+    """Run the loop on a long input's :class:`~avagent.agent.excerpts.Excerpts` (perception
+    already measured the whole stream: ``facts``). ``audio`` of the result is None; render
+    ``result.steps`` over the whole track."""
+    global _GRAPH
+    if _GRAPH is None:
+        _GRAPH = build_graph()
+    state: AgentState = {"audio": None, "sr": int(sr), "frames": None,  # type: ignore[typeddict-item]
+                         "excerpts": excerpts, "facts": facts}
+    out = _GRAPH.invoke(
+        state, context=context, config={"recursion_limit": 6 * context.max_rounds + 10}
+    )
+    best: Scores = out["best_scores"]
+    return AgentResult(
+        audio=None,  # type: ignore[arg-type]
+        facts=facts,
+        captions=out["captions"],
+        baseline=out["baseline"],
+        rounds=out.get("rounds", []),
+        chosen_round=out["best_round"],
+        scores=best,
+        accepted=best.passes(context.threshold),
+        timings_s={k: round(v, 4) for k, v in out.get("timings_s", {}).items()},
+        steps=out.get("best_steps", []),
     )
 
 

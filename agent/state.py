@@ -118,4 +118,8 @@ class AgentState(TypedDict, total=False):
     best_round: int  # 0 = the untouched input
     best_audio: np.ndarray
     best_scores: Scores
+    # A long input (see avagent.agent.excerpts): rounds run on excerpts, not on ``audio``.
+    excerpts: Any
+    candidate_steps: list[tuple[str, dict[str, Any]]]  # this round's plan, resolved
+    best_steps: list[tuple[str, dict[str, Any]]]
     timings_s: Annotated[dict[str, float], add_timings]

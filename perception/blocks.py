@@ -22,6 +22,7 @@ from scipy.signal import lfilter, lfilter_zi
 
 from avagent.loudness import channel_weights, gate_blocks, k_filters
 from avagent.perception.facts import AudioFacts, Dropout, NoiseKind
+from avagent.perception.tags import merge_tags
 
 WINDOW_S = 10.0
 LONG_S = 1.5 * WINDOW_S  # clips up to this long are one window: measured whole
@@ -155,4 +156,5 @@ def summarize(
         music_likelihood=round(med([facts[i].music_likelihood for i in live]), 3),
         speech_quality=quality,
         dropouts=sorted(dropouts, key=lambda d: d.start_s),
+        tags=merge_tags([(off / sr, f.tags) for off, f in parts]),
     )

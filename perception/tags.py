@@ -313,6 +313,42 @@ def tag_audio(y: np.ndarray, *, sr: int, top_k: int = 5) -> AudioTags:
                      bands_db=band_levels_db(_to16k(np.asarray(y), sr)))
 
 
+def merge_tags(parts: list[tuple[float, AudioTags | None]], top_k: int = 5) -> AudioTags | None:
+    """Tags of consecutive windows ``(offset s, tags)`` as the whole clip's: shares and class
+    means weighted by patches (a class outside a window's top list counts 0 there), band levels
+    averaged as magnitudes, spans moved to clip time and joined across window seams."""
+    got = [(off, t) for off, t in parts if t is not None and t.patches > 0]
+    if not got:
+        return None
+    w = np.array([t.patches for _, t in got], dtype=np.float64)
+    total = float(w.sum())
+    names = sorted({g for _, t in got for g in t.groups})
+    groups = {g: round(float(sum(wi * t.share(g) for wi, (_, t) in zip(w, got, strict=True))
+                             / total), 3) for g in names}
+    mean: dict[str, float] = {}
+    for wi, (_, t) in zip(w, got, strict=True):
+        for name, p in t.top:
+            mean[name] = mean.get(name, 0.0) + wi * p / total
+    top = sorted(mean.items(), key=lambda kv: -kv[1])[:top_k]
+    spans: list[TagSpan] = []
+    for off, t in got:
+        for sp in t.spans:
+            a, b = round(sp.start_s + off, 3), round(sp.end_s + off, 3)
+            last = next((x for x in reversed(spans) if x.group == sp.group), None)
+            if last is not None and a - last.end_s <= 0.5:
+                spans[spans.index(last)] = TagSpan(group=sp.group, start_s=last.start_s, end_s=b)
+            else:
+                spans.append(TagSpan(group=sp.group, start_s=a, end_s=b))
+    bands = [t.bands_db for _, t in got if t.bands_db]
+    bw = np.array([t.patches for _, t in got if t.bands_db], dtype=np.float64)
+    bands_db = ([round(float(v), 2) for v in 20.0 * np.log10(
+        (bw[:, None] * 10.0 ** (np.array(bands) / 20.0)).sum(axis=0) / bw.sum())]
+        if bands else [])
+    return AudioTags(model=got[0][1].model, patches=int(total),
+                     top=[(k, round(v, 3)) for k, v in top], groups=groups, spans=spans,
+                     bands_db=bands_db)
+
+
 def band_levels_db(y16: np.ndarray) -> list[float]:
     """16 coarse band levels (dB of the mean mel magnitude) of 16 kHz mono ``y16``."""
     mel = np.exp(log_mel(y16)).mean(axis=0).reshape(16, -1).mean(axis=1)

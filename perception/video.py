@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -44,12 +45,15 @@ def histogram_distance(frames: FrameSet, *, bins: int = 32) -> np.ndarray:
 
 def scene_cuts(frames: FrameSet) -> list[int]:
     """Indices of frames that start a new shot: histogram jumps that stand out of their context."""
-    hd = histogram_distance(frames)
+    return cuts_from(histogram_distance(frames), motion_energy(frames))
+
+
+def cuts_from(hd: np.ndarray, m: np.ndarray) -> list[int]:
+    """:func:`scene_cuts` from the histogram-distance and motion timelines."""
     if hd.size < 3:
         return []
     med = float(np.median(hd))
     mad = float(np.median(np.abs(hd - med))) + 1e-3
-    m = motion_energy(frames)
     cand = np.flatnonzero((hd >= max(CUT_HIST_DIST, med + 8 * mad)) | (m > 0.25))
     cuts: list[int] = []
     for i in cand:
@@ -62,13 +66,17 @@ def scene_cuts(frames: FrameSet) -> list[int]:
 def active_spans(frames: FrameSet, motion: np.ndarray | None = None) -> list[Span]:
     """Spans where motion rises above an adaptive threshold (between the clip's floor and peaks)."""
     m = motion_energy(frames) if motion is None else motion
+    return spans_from(m, frames.times_s, frames.sample_fps)
+
+
+def spans_from(m: np.ndarray, t: np.ndarray, sample_fps: float) -> list[Span]:
+    """:func:`active_spans` from the motion timeline ``m`` at frame times ``t``."""
     if m.size < 2 or float(np.percentile(m, 95)) < STATIC_MOTION:
         return []
     lo, hi = float(np.percentile(m, 20)), float(np.percentile(m, 90))
     thr = max(STATIC_MOTION, lo + 0.35 * (hi - lo))
     on = m > thr
-    t = frames.times_s
-    half = 0.5 / frames.sample_fps
+    half = 0.5 / sample_fps
     spans: list[Span] = []
     edges = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
     for s, e in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
@@ -92,8 +100,13 @@ def analyze_video(frames: FrameSet) -> VideoFacts:
     -------
     VideoFacts
     """
-    m = motion_energy(frames)
-    cuts = scene_cuts(frames)
+    return facts_from(motion_energy(frames), histogram_distance(frames), frames)
+
+
+def facts_from(m: np.ndarray, hd: np.ndarray, frames: Any) -> VideoFacts:
+    """:func:`analyze_video` from the motion and histogram timelines; ``frames`` supplies the
+    times and the stream's metadata (a :class:`FrameSet` or anything with its attributes)."""
+    cuts = cuts_from(hd, m)
     # a cut is one huge difference, not motion: keep it out of the timeline's statistics
     m_clean = m.copy()
     for i in cuts:
@@ -108,6 +121,6 @@ def analyze_video(frames: FrameSet) -> VideoFacts:
         motion_mean=round(float(m_clean.mean()) if m_clean.size else 0.0, 5),
         motion=[round(float(v), 5) for v in m_clean],
         cuts_s=[round(float(frames.times_s[i]), 3) for i in cuts],
-        active_spans=[] if static else active_spans(frames, m_clean),
+        active_spans=[] if static else spans_from(m_clean, frames.times_s, frames.sample_fps),
         static=static,
     )

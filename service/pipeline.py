@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,12 @@ def output_paths(
     return paths
 
 
+def streams(info: Any, settings: Settings) -> bool:
+    """Whether an input takes the streamed path: longer than ``stream_above_s`` for stereo,
+    scaled by channel count (memory grows with channels x seconds: 5.1 streams 3x sooner)."""
+    return float(info.duration_s) * max(int(info.channels or 1), 1) > 2.0 * settings.stream_above_s
+
+
 def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, Any]:
     """Perception only: the measured facts and the two captions, as plain data."""
     from avagent.agent.perceive import perceive
@@ -114,6 +121,17 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
     settings = settings or get_settings()
     path = Path(path)
     info = media.probe(path, max_duration_s=settings.max_duration_s)
+    if streams(info, settings):  # a film: measured from the stream
+        from avagent.service import longform
+
+        with longform.scratch(settings) as tmp:
+            longform.free_space_check(Path(tmp), info)
+            facts, ex = longform.perceive_long(path, info, settings, Path(tmp))
+            first = ex.items[0]
+            captions = make_captioners(settings).describe(
+                facts, y=ex.segment(first, []), sr=ex.sr, frames=first.frames)
+        return {"input": str(path), "captions": captions,
+                "analysis": facts.model_dump(mode="json")}
     y, sr = media.load_audio(path, max_duration_s=settings.max_duration_s)
     frames = (
         media.load_frames(path, fps=settings.frame_rate_hz, width=settings.frame_width)
@@ -163,14 +181,7 @@ def repair_file(
 
     emit({"stage": "decode", "round": 0, "max_rounds": options.max_rounds, "fraction": 0.0})
     info = media.probe(input_path, max_duration_s=settings.max_duration_s)
-    y, sr = media.load_audio(input_path, max_duration_s=settings.max_duration_s)
-    frames = None
-    if info.is_video:
-        frames = media.load_frames(
-            input_path, fps=settings.frame_rate_hz, width=settings.frame_width
-        )
-    t_decoded = time.perf_counter()
-
+    streamed = streams(info, settings)
     context = AgentContext(
         planner=make_planner(settings, options.planner),
         scorer=make_scorer(settings),
@@ -180,36 +191,44 @@ def repair_file(
         progress=emit,
         job_id=job_id,
     )
-    result = run_agent(y, sr=sr, frames=frames, context=context)
-    t_agent = time.perf_counter()
+    stream_info: dict[str, Any] | None = None  # how a long input was judged and rendered
+    with ExitStack() as stack:
+        audio_out: Any
+        if streamed:  # a film: blocks, excerpts and spools on scratch disk (service/longform.py)
+            from avagent.agent.graph import run_agent_excerpts
+            from avagent.service import longform
 
-    emit({"stage": "write", "round": len(result.rounds), "max_rounds": options.max_rounds,
-          "fraction": 0.97})
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MediaError(f"cannot create output folder {outdir}: {exc}") from exc
-    audio_ext = f".{options.audio_format}"
-    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None,
-                         audio_ext, stem=output_stem)
-    audio_out = np.asarray(result.audio, dtype=np.float32)
-    written: dict[str, str] = {}
-    if "wav" in options.outputs:
-        # written as it came: rate, channels, layout and bit depth of the input, unless chosen
-        subtype = options.subtype or media.subtype_for(audio_ext, info.audio_subtype)
-        written["wav"] = str(
-            media.write_audio(
-                paths["wav"], audio_out, sr, subtype=subtype, layout=info.audio_layout,
-                inputs=[input_path],
-            )
-        )
-    if "video" in options.outputs and "video" in paths:
-        written["video"] = str(media.remux(input_path, audio_out, sr, paths["video"]))
+            spool_dir = Path(stack.enter_context(longform.scratch(settings)))
+            longform.free_space_check(spool_dir, info)
+            facts, excerpts = longform.perceive_long(input_path, info, settings, spool_dir, emit)
+            sr = excerpts.sr
+            t_decoded = time.perf_counter()
+            result = run_agent_excerpts(excerpts, facts=facts, sr=sr, context=context)
+            stream_info = {"excerpts_s": [[e.start_s, e.stop_s] for e in excerpts.items],
+                           "steps": [[n, p] for n, p in result.steps or []]}
+            t_render = time.perf_counter()
+            audio_out = longform.render_long(result.steps or [], excerpts, spool_dir, emit)
+            stream_info["render_s"] = round(time.perf_counter() - t_render, 4)
+        else:
+            y, sr = media.load_audio(input_path, max_duration_s=settings.max_duration_s)
+            frames = None
+            if info.is_video:
+                frames = media.load_frames(
+                    input_path, fps=settings.frame_rate_hz, width=settings.frame_width
+                )
+            t_decoded = time.perf_counter()
+            result = run_agent(y, sr=sr, frames=frames, context=context)
+            audio_out = np.asarray(result.audio, dtype=np.float32)
+        t_agent = time.perf_counter()
+        written, paths = _write_outputs(input_path, outdir, info, options, audio_out, sr,
+                                        output_stem, emit, len(result.rounds))
     t_written = time.perf_counter()
+
 
     timings = {
         "decode": t_decoded - t_start,
         **result.timings_s,
+        **({"render": stream_info["render_s"]} if stream_info else {}),
         "write": t_written - t_agent,
     }
     timings["total"] = time.perf_counter() - t_start
@@ -222,6 +241,8 @@ def repair_file(
         timings=timings,
         outputs=written,
     )
+    if stream_info is not None:
+        report["streamed"] = stream_info
     # Where each caption came from (an LLM captioner falls back to the embedded one).
     report["backends"]["captions_from"] = {
         m: getattr(getattr(getattr(context.captioners, m), "last", None), "source", "embedded")
@@ -235,6 +256,36 @@ def repair_file(
           "fraction": 1.0})
     logger.info("[%s] %s: %s", job_id, input_path.name, report["summary"])
     return report
+
+
+def _write_outputs(input_path: Path, outdir: Path, info: Any, options: RepairOptions,
+                   audio_out: Any, sr: int, output_stem: str | None,
+                   emit: Callable[[dict[str, Any]], None], rounds: int
+                   ) -> tuple[dict[str, str], dict[str, Path]]:
+    """The repaired audio file and the remuxed video (``audio_out``: an array or a Spool)."""
+    from avagent.service import media
+
+    emit({"stage": "write", "round": rounds, "max_rounds": options.max_rounds, "fraction": 0.97})
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"cannot create output folder {outdir}: {exc}") from exc
+    audio_ext = f".{options.audio_format}"
+    paths = output_paths(input_path, outdir, input_path.suffix if info.is_video else None,
+                         audio_ext, stem=output_stem)
+    written: dict[str, str] = {}
+    if "wav" in options.outputs:
+        # written as it came: rate, channels, layout and bit depth of the input, unless chosen
+        subtype = options.subtype or media.subtype_for(audio_ext, info.audio_subtype)
+        written["wav"] = str(
+            media.write_audio(
+                paths["wav"], audio_out, sr, subtype=subtype, layout=info.audio_layout,
+                inputs=[input_path],
+            )
+        )
+    if "video" in options.outputs and "video" in paths:
+        written["video"] = str(media.remux(input_path, audio_out, sr, paths["video"]))
+    return written, paths
 
 
 UNMEASURED_SYNC = ("cannot_tell", "no_picture")

@@ -30,7 +30,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache, description="models, samples")
 
     # Media limits: refuse before decoding something that would take minutes or all memory.
-    max_duration_s: float = Field(600.0, gt=0, description="longest input accepted, seconds")
+    max_duration_s: float = Field(14400.0, gt=0, description="longest input accepted, seconds")
+    # Inputs longer than this (for stereo; x 2 / channels otherwise) are repaired in blocks at
+    # constant memory: spooled to scratch disk, judged on excerpts, rendered and written block by
+    # block (docs/performance.md).
+    stream_above_s: float = Field(
+        60.0, gt=0, description="longer stereo inputs are streamed (scaled by 2/channels), s")
+    scratch_dir: Path | None = Field(None, description="spool files of long inputs (default TMPDIR)")
     max_upload_mb: float = Field(512.0, gt=0)
     frame_rate_hz: float = Field(12.5, gt=0, description="video frames sampled for perception")
     frame_width: int = Field(160, ge=16, description="sampled frames are resized to this width")

@@ -47,6 +47,7 @@ from avagent.service.media.container import (
 from avagent.service.media.decode import iter_audio, load_audio
 from avagent.service.media.frames import iter_frames, load_frames
 from avagent.service.media.remuxing import remux
+from avagent.service.media.spool import Spool
 from avagent.service.media.write import (
     AUDIO_WRITE_EXTS,
     atomic_output,
@@ -64,6 +65,7 @@ __all__ = [
     "VIDEO_EXTS",
     "MediaInfo",
     "PathLike",
+    "Spool",
     "atomic_output",
     "iter_audio",
     "iter_frames",

@@ -25,6 +25,7 @@ from avagent.service.media.container import (
     video_stream,
     why,
 )
+from avagent.service.media.spool import Spool
 from avagent.service.media.write import as_channels_first, atomic_output, refuse_overwrite
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def remux(
     src = as_path(video_path)
     dest = as_path(out_path)
     refuse_overwrite(dest, [src])
-    arr = as_channels_first(y, sr)
+    arr = y if isinstance(y, Spool) else as_channels_first(y, sr)  # a Spool: read in blocks
     sr = int(sr)
     with open_input(src) as inp:
         info = read_info(inp, src)

@@ -15,6 +15,7 @@ import numpy as np
 from avagent.audio import validate_audio
 from avagent.errors import MediaError, ParameterError
 from avagent.service.media.container import PathLike, as_path
+from avagent.service.media.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,9 @@ def write_audio(
     ----------
     path : path-like
         Destination ending in ``.wav`` or ``.flac``.
-    y : np.ndarray
+    y : np.ndarray or Spool
         ``(n,)`` or ``(channels, n)`` float samples in [-1, 1]; integer encodings clip outside.
+        A :class:`~avagent.service.media.spool.Spool` is written a block at a time.
     sr : int
         Sample rate in Hz.
     subtype : str, optional
@@ -160,27 +162,39 @@ def write_audio(
             f"subtype={subtype!r} is not available for {suffix}; use one of "
             f"{', '.join(_SUBTYPES[suffix])}"
         )
-    arr = as_channels_first(y, sr)
+    spooled = isinstance(y, Spool)  # a long track on disk: written a block at a time
+    arr = y if spooled else as_channels_first(y, sr)
+    clip = False
     if subtype != "FLOAT":
-        peak = float(np.max(np.abs(arr)))
+        peak = y.peak if spooled else float(np.max(np.abs(arr)))
         if peak > 1.0:
             logger.warning("%s: peak %.2f above full scale, clipped for %s", dest, peak, subtype)
-            arr = np.clip(arr, -1.0, 1.0)
+            clip = True
+            if not spooled:
+                arr = np.clip(arr, -1.0, 1.0)
     if suffix == ".wav" and layout and layout != _PLAIN_LAYOUTS.get(arr.shape[0]):
         with atomic_output(dest, inputs=inputs) as tmp:
-            _write_with_layout(tmp, arr, int(sr), suffix, subtype, layout, dest)
+            _write_with_layout(tmp, arr, int(sr), suffix, subtype, layout, dest, clip)
         return dest
     fmt = "WAV" if suffix == ".wav" else "FLAC"
     with atomic_output(dest, inputs=inputs) as tmp:
         try:
-            sf.write(str(tmp), arr.T, int(sr), subtype=subtype, format=fmt)
+            if spooled:
+                with sf.SoundFile(str(tmp), "w", int(sr), arr.shape[0], subtype=subtype,
+                                  format=fmt) as fh:
+                    for start in range(0, arr.shape[1], WRITE_BLOCK):
+                        block = arr[:, start : start + WRITE_BLOCK]
+                        fh.write((np.clip(block, -1.0, 1.0) if clip else block).T)
+            else:
+                sf.write(str(tmp), arr.T, int(sr), subtype=subtype, format=fmt)
         except (OSError, RuntimeError, sf.LibsndfileError) as exc:
             raise MediaError(f"{dest}: cannot write ({exc})") from None
     return dest
 
 
 def _write_with_layout(
-    tmp: Path, arr: np.ndarray, sr: int, suffix: str, subtype: str, layout: str, dest: Path
+    tmp: Path, arr: Any, sr: int, suffix: str, subtype: str, layout: str, dest: Path,
+    clip: bool = False,
 ) -> None:
     import av
     import av.error
@@ -195,7 +209,10 @@ def _write_with_layout(
             st = out.add_stream(codec, rate=sr, layout=layout)
             resampler = av.AudioResampler(format=fmt, layout=layout, rate=sr)
             for start in range(0, arr.shape[1], WRITE_BLOCK):
-                block = np.ascontiguousarray(arr[:, start : start + WRITE_BLOCK].T, np.float32)
+                block = arr[:, start : start + WRITE_BLOCK]
+                if clip:
+                    block = np.clip(block, -1.0, 1.0)
+                block = np.ascontiguousarray(block.T, np.float32)
                 frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout=layout)
                 frame.sample_rate = sr
                 for f in resampler.resample(frame):

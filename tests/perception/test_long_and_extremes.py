@@ -36,6 +36,14 @@ def test_one_recording_reads_the_same_at_every_length(long_take):
     assert abs(facts[0].noise_floor_db - (-48.0)) < 3.0  # 0.004 rms hiss is -48 dBFS
     speech = [f.speech_fraction for f in facts]
     assert max(speech) - min(speech) < 0.08, speech
+    # what is heard is summarised too: a long clip keeps its tags (the music veto reads them)
+    tags = [f.tags for f in facts]
+    if tags[0] is not None:
+        assert all(t is not None for t in tags)
+        shares = [t.share("speech") for t in tags]
+        assert min(shares) > 0.5 and max(shares) - min(shares) < 0.15, shares
+        assert tags[2].patches > 2 * tags[0].patches
+        assert all(s.end_s <= 45.0 + 1.0 for s in tags[2].spans)
 
 
 def test_stream_result_does_not_depend_on_block_boundaries(long_take):
