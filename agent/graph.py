@@ -164,7 +164,7 @@ def reflect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
             timing_changed=timing,
         )
     best: Scores = state["best_scores"]
-    improved = bool(current_plan.steps) and scores.overall > best.overall + MIN_GAIN
+    improved = bool(current_plan.steps) and scores.improves_on(best, MIN_GAIN)
     feedback = round_feedback(scores, ctx.threshold, improved)
     record = Round(
         index=n, plan=current_plan, scores=scores, improved=improved, feedback=feedback

@@ -50,10 +50,6 @@ def test_the_planner_retries_the_level_fix_without_the_rejected_steps(organ_run)
                for k, v in res.baseline.details.items())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent/graph.py's reflect keeps a round only on overall > best + MIN_GAIN; alignment is a "
-    "product and the hum component at ~0 hides the loudness gain. Passes once reflect decides "
-    "`improved` with Scores.improves_on(best, MIN_GAIN) (the lead's graph change)."))
 def test_the_level_fix_reaches_the_output(organ_run):
     _, res = organ_run
     assert res.chosen_round == 2
