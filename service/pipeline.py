@@ -134,7 +134,8 @@ def analyze_file(path: Path, *, settings: Settings | None = None) -> dict[str, A
                 "analysis": facts.model_dump(mode="json")}
     y, sr = media.load_audio(path, max_duration_s=settings.max_duration_s)
     frames = (
-        media.load_frames(path, fps=settings.frame_rate_hz, width=settings.frame_width)
+        media.load_frames(path, fps=settings.frame_rate_hz, width=settings.frame_width,
+                          colour=settings.frame_colour)
         if info.is_video
         else None
     )
@@ -214,7 +215,8 @@ def repair_file(
             frames = None
             if info.is_video:
                 frames = media.load_frames(
-                    input_path, fps=settings.frame_rate_hz, width=settings.frame_width
+                    input_path, fps=settings.frame_rate_hz, width=settings.frame_width,
+                    colour=settings.frame_colour,
                 )
             t_decoded = time.perf_counter()
             result = run_agent(y, sr=sr, frames=frames, context=context)
