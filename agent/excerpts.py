@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from avagent.actions.stream import MARGIN_S, Step, apply_steps, time_map
-from avagent.loudness import loudness_lufs
+from avagent.perception.blocks import LoudnessMeter
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
 from avagent.reflection.scorers import Scorer, Scores
@@ -121,7 +121,16 @@ class Excerpts:
         return [self._cut(e, resolved, seg) for e, seg in zip(self.items, segs, strict=True)], resolved
 
     def _pooled(self, ys: list[np.ndarray]) -> float | None:
-        return loudness_lufs(np.concatenate(ys, axis=-1), sr=self.sr)
+        """Integrated loudness of the excerpts one after another, measured a few seconds at a
+        time (a film's 8 excerpts of 5.1 joined would be hundreds of MB per filter copy)."""
+        meter: LoudnessMeter | None = None
+        step = 4 * self.sr
+        for y in ys:
+            x = y.reshape(-1, y.shape[-1])
+            meter = meter or LoudnessMeter(self.sr, x.shape[0])
+            for a in range(0, x.shape[-1], step):
+                meter.add(x[:, a : a + step])
+        return None if meter is None else meter.value()
 
     def _gain_for(self, l_raw: float | None, done: list[np.ndarray], target: float) -> float:
         """The gain taking the whole track to ``target``: its loudness plus what the steps so
