@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from avagent.actions.stream import MARGIN_S, Step, apply_steps, time_map
+from avagent.memory import release
 from avagent.perception.blocks import LoudnessMeter
 from avagent.perception.facts import Facts
 from avagent.perception.frames import FrameSet
@@ -33,7 +34,7 @@ from avagent.reflection.scorers import Scorer, Scores
 logger = logging.getLogger(__name__)
 
 COUNT = 8  # excerpts per film
-LENGTH_S = 12.0  # seconds each (memory: an action's work space grows with a window's length)
+LENGTH_S = 10.0  # seconds each (memory: an action's work space grows with a window's length)
 ON_EVIDENCE = 2  # of them centred on located faults (dropouts) when there are some
 
 Reader = Callable[[int, int], np.ndarray]  # samples [a, b) -> (channels, b - a), silence outside
@@ -118,7 +119,10 @@ class Excerpts:
             resolved.append((name, p))
             segs = [(q, apply_steps([(name, p)], y, sr=self.sr, start_s=q / self.sr))
                     for q, y in segs]
-        return [self._cut(e, resolved, seg) for e, seg in zip(self.items, segs, strict=True)], resolved
+        out = [self._cut(e, resolved, seg) for e, seg in zip(self.items, segs, strict=True)]
+        del segs
+        release()
+        return out, resolved
 
     def _pooled(self, ys: list[np.ndarray]) -> float | None:
         """Integrated loudness of the excerpts one after another, measured a few seconds at a
@@ -158,6 +162,7 @@ class Excerpts:
                          timing_changed=timing_changed)[0]
             for e, y in zip(self.items, candidates, strict=True)
         ]
+        release()
         return mean_scores(results)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from avagent.errors import MediaError
+from avagent.memory import release
 from avagent.service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def perceive_long(path: Path, info: Any, settings: Settings, spool_dir: Path,
                               estimate_sync(y, sr=sr, frames=frames)))
             sync = combine_sync(parts, audio_s=float(info.audio_duration_s or spool.duration_s),
                                 video_s=float(info.video_duration_s or duration))
+    release()  # perception's and the scan's temporaries back to the system before the rounds
     excerpts = Excerpts(read=spool.read, sr=sr, n=spool.shape[1], items=items,
                         loudness_lufs=audio.loudness_lufs, extra={"spool": spool})
     return Facts(audio=audio, video=video, sync=sync), excerpts
@@ -122,8 +124,10 @@ def render_long(steps: list[tuple[str, dict[str, Any]]], excerpts: Any, spool_di
     else:
         blocks = render(steps, src.blocks(round(BLOCK_S * src.sr)), sr=src.sr,
                         channels=src.channels)
-    for b in blocks:
+    for i, b in enumerate(blocks):
         out.write(b)
+        if i % 30 == 29:
+            release()
         if emit is not None:
             emit({"stage": "render", "round": 0, "max_rounds": 0,
                   "fraction": round(0.9 + 0.05 * min(out.n / max(src.n, 1), 1.0), 4)})
