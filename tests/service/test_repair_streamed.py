@@ -74,3 +74,52 @@ def test_analyze_streams_a_long_input_and_agrees_with_the_whole_clip(hummed_quie
     a, b = whole["analysis"]["audio"], streamed["analysis"]["audio"]
     assert a == b  # the same windowed measurement, from the array or from the decoder
     assert streamed["captions"]["audio"] == whole["captions"]["audio"]
+
+
+def _write_av(path: Path, y: np.ndarray, sr: int, frames) -> Path:
+    from fractions import Fraction
+
+    import av
+
+    fps = int(round(frames.sample_fps))
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = 160, 90, "yuv420p"
+        a = out.add_stream("aac", rate=sr)
+        a.layout = "mono"
+        for i, f in enumerate(frames.frames):
+            img = np.repeat(np.repeat(f, 2, axis=0), 2, axis=1)[:90, :160]
+            vf = av.VideoFrame.from_ndarray(np.stack([img] * 3, axis=-1), format="rgb24")
+            vf.pts = i
+            for p in vs.encode(vf):
+                out.mux(p)
+        for start in range(0, y.size, sr):
+            af = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(y[None, start : start + sr], np.float32), format="fltp",
+                layout="mono")
+            af.sample_rate, af.pts, af.time_base = sr, start, Fraction(1, sr)
+            for p in a.encode(af):
+                out.mux(p)
+        for p in a.encode(None):
+            out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    return path
+
+
+def test_a_late_film_is_measured_on_excerpts_and_shifted_block_by_block(tmp_path: Path) -> None:
+    from tests.synth import moving_block_av
+
+    y, sr, frames = moving_block_av(np.random.default_rng(11), 200.0, dur=90.0, fps=25.0)
+    src = _write_av(tmp_path / "late.mp4", y, sr, frames)
+    settings = Settings(stream_above_s=20.0, scratch_dir=tmp_path / "s", frame_rate_hz=25.0)
+    report = repair_file(src, tmp_path / "o", RepairOptions(), settings=settings)
+    sync = report["analysis"]["sync"]
+    assert report["streamed"] and sync["verdict"] == "offset"
+    assert abs(sync["audio_delay_ms"] - 200.0) < 25.0
+    steps = dict((n, p) for n, p in report["streamed"]["steps"])
+    assert "speed" in steps and abs(steps["speed"]["offset_ms"] + sync["audio_delay_ms"]) < 1.0
+    from avagent.service.pipeline import analyze_file
+
+    after = analyze_file(Path(report["outputs"]["video"]), settings=settings)["analysis"]["sync"]
+    assert after["verdict"] == "in_sync", after
