@@ -81,7 +81,7 @@ def _write_av(path: Path, y: np.ndarray, sr: int, frames) -> Path:
 
     import av
 
-    fps = int(round(frames.sample_fps))
+    fps = round(frames.sample_fps)
     with av.open(str(path), "w") as out:
         vs = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
         vs.width, vs.height, vs.pix_fmt = 160, 90, "yuv420p"
