@@ -130,7 +130,7 @@ def render_long(steps: list[tuple[str, dict[str, Any]]], excerpts: Any, spool_di
             release()
         if emit is not None:
             emit({"stage": "render", "round": 0, "max_rounds": 0,
-                  "fraction": round(0.9 + 0.05 * min(out.n / max(src.n, 1), 1.0), 4)})
+                  "fraction": round(0.95 + 0.02 * min(out.n / max(src.n, 1), 1.0), 4)})
     return out.close()
 
 
