@@ -249,25 +249,7 @@ def run_agent(
     audio: np.ndarray, *, sr: int, frames: FrameSet | None, context: AgentContext
 ) -> AgentResult:
     """Run the loop on decoded audio (and sampled frames) and return the chosen version."""
-    global _GRAPH
-    if _GRAPH is None:
-        _GRAPH = build_graph()
-    state: AgentState = {"audio": audio, "sr": int(sr), "frames": frames}
-    out = _GRAPH.invoke(
-        state, context=context, config={"recursion_limit": 6 * context.max_rounds + 10}
-    )
-    best: Scores = out["best_scores"]
-    return AgentResult(
-        audio=out["best_audio"],
-        facts=out["facts"],
-        captions=out["captions"],
-        baseline=out["baseline"],
-        rounds=out.get("rounds", []),
-        chosen_round=out["best_round"],
-        scores=best,
-        accepted=best.passes(context.threshold),
-        timings_s={k: round(v, 4) for k, v in out.get("timings_s", {}).items()},
-    )
+    return _invoke({"audio": audio, "sr": int(sr), "frames": frames}, context)
 
 
 def run_agent_excerpts(
@@ -276,18 +258,22 @@ def run_agent_excerpts(
     """Run the loop on a long input's :class:`~avagent.agent.excerpts.Excerpts` (perception
     already measured the whole stream: ``facts``). ``audio`` of the result is None; render
     ``result.steps`` over the whole track."""
+    return _invoke({"audio": None, "sr": int(sr), "frames": None,  # type: ignore[typeddict-item]
+                    "excerpts": excerpts, "facts": facts}, context)
+
+
+def _invoke(state: AgentState, context: AgentContext) -> AgentResult:
+    """Run the compiled graph on ``state`` and gather what it chose."""
     global _GRAPH
     if _GRAPH is None:
         _GRAPH = build_graph()
-    state: AgentState = {"audio": None, "sr": int(sr), "frames": None,  # type: ignore[typeddict-item]
-                         "excerpts": excerpts, "facts": facts}
     out = _GRAPH.invoke(
         state, context=context, config={"recursion_limit": 6 * context.max_rounds + 10}
     )
     best: Scores = out["best_scores"]
     return AgentResult(
-        audio=None,  # type: ignore[arg-type]
-        facts=facts,
+        audio=out.get("best_audio"),  # type: ignore[arg-type]
+        facts=out["facts"],
         captions=out["captions"],
         baseline=out["baseline"],
         rounds=out.get("rounds", []),
@@ -295,7 +281,7 @@ def run_agent_excerpts(
         scores=best,
         accepted=best.passes(context.threshold),
         timings_s={k: round(v, 4) for k, v in out.get("timings_s", {}).items()},
-        steps=out.get("best_steps", []),
+        steps=out.get("best_steps", []) if state.get("excerpts") is not None else None,
     )
 
 
