@@ -30,7 +30,7 @@ import soxr
 from scipy.signal import lfilter
 
 from avagent.actions.registry import apply_action
-from avagent.actions.speed import _EDGE_FADE_MS, _FRAC_TAPS, _frac_kernel
+from avagent.actions.speed import _EDGE_FADE_MS, _FRAC_TAPS, _fade, _frac_kernel
 from avagent.errors import ParameterError
 
 BLOCK_S = 10.0  # new sound per window (an action's work space grows with its window)
@@ -230,23 +230,18 @@ class SpeedStage:
         if h.shape[-1] < keep:  # ... an advance pads silence at the end
             h = np.pad(h, ((0, 0), (0, keep - h.shape[-1])))
         elif self.shifted and self.k >= 0 and h.shape[-1]:
-            _fade_out(h, self.fade)  # the dropped end was a cut
+            _fade(h[:, ::-1], _EDGE_FADE_MS, self.sr)  # speed's own fade-out  # the dropped end was a cut
         if self.limit is not None:
             want = self.limit - self.emitted
             if h.shape[-1] > want:
                 h = h[:, :want]
-                _fade_out(h, self.fade)
+                _fade(h[:, ::-1], _EDGE_FADE_MS, self.sr)  # speed's own fade-out
             elif h.shape[-1] < want:
                 h = np.pad(h, ((0, 0), (0, want - h.shape[-1])))
         self.held = np.zeros((ch, 0))
         self.emitted += h.shape[-1]
         if h.shape[-1]:
             yield h.astype(np.float32)
-
-
-def _fade_out(h: np.ndarray, n: int) -> None:
-    k = min(h.shape[-1], n)
-    h[:, h.shape[-1] - k :] *= (0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / n))[::-1]
 
 
 def stages(steps: list[Step], sr: int, channels: int, **window: float) -> list[Any]:
