@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from avagent.bench.evaluate import within_case_alignment
 from avagent.bench.holdout import untuned
 from avagent.bench.markdown import number, percent, table
 from avagent.bench.report_stats import AGENT, FAMILY_ORDER, acceptance, mean_gain, rows_of
@@ -30,6 +31,7 @@ SPLITS: dict[str, Pred] = {
 MUSIC_FAMILIES = ("noise", "hum", "clipped")
 CLEAN_KEPT_DB = 30.0
 MUSIC_SLACK_DB = 0.5
+LOOP_MARGIN = 0.02  # alignment: agent.graph.MIN_GAIN (0.01) on the mean of alignment and sync
 
 
 def _and(a: Pred, b: Pred) -> Pred:
@@ -82,6 +84,37 @@ def oracle_share(results: dict[str, Any], pred: Pred) -> float | None:
     if a0 is None or aa is None or ao is None or ao <= a0:
         return None
     return (aa - a0) / (ao - a0)
+
+
+def critic_on_clean(results: dict[str, Any], pred: Pred) -> tuple[int, int, int, float | None]:
+    """Clean controls on which some re-scored output's alignment is above the untouched
+    input's (``none``): how many, how many by more than :data:`LOOP_MARGIN`, of how many, and the
+    largest excess."""
+    k = m = n = 0
+    worst: float | None = None
+    for c in results["cases"]:
+        if c["family"] != "clean" or not pred(c):
+            continue
+        base = (c["systems"].get("none") or {}).get("critic")
+        if not base:
+            continue
+        n += 1
+        others = [r["critic"]["alignment"] for s, r in c["systems"].items()
+                  if s != "none" and r.get("critic")]
+        excess = max(others, default=base["alignment"]) - base["alignment"]
+        worst = excess if worst is None else max(worst, excess)
+        k += excess > 0
+        m += excess > LOOP_MARGIN
+    return k, m, n, worst
+
+
+def _flat(results: dict[str, Any], pred: Pred) -> list[dict[str, Any]]:
+    """The critic rows of the cases ``pred`` keeps, as :func:`avagent.bench.run.run_bench`
+    flattens them for :func:`avagent.bench.evaluate.critic_check`."""
+    return [{**r, "case_id": c["id"],
+             "timing": bool(set(c.get("faults", [])) & {"offset", "drift", "pal"})}
+            for c in results["cases"] if pred(c) for r in c["systems"].values()
+            if r.get("critic") and r.get("si_sdr_out") is not None]
 
 
 def _pct_n(v: float | None, n: int) -> str:
@@ -142,6 +175,16 @@ def split_targets(results: dict[str, Any]) -> list[list[str]]:
           for p in sp]
     rows.append(["clipped acceptable: 100 %", *(_pct_n(v, n) for v, n in cl),
                  _verdict(None if cl[0][0] is None else cl[0][0] >= 1.0)])
+
+    cc = [critic_on_clean(results, p) for p in sp]
+    rows.append(["critic: on clean controls no repair's alignment above the untouched input's "
+                 f"(cases with one above; above by > {LOOP_MARGIN}, the loop's margin)",
+                 *(f"{k} of {n}; {m} of {n}" if n else "–" for k, m, n, _ in cc),
+                 _verdict(None if not cc[0][2] else cc[0][0] == 0)])
+    wc = [within_case_alignment(_flat(results, p)) for p in sp]
+    rows.append(["critic: within-case Spearman(alignment, SI-SDR) ≥ 0.7",
+                 *(f"{number(v, '{:.2f}')} ({n} cases)" if n else "–" for v, n in wc),
+                 _verdict(None if wc[0][0] is None else wc[0][0] >= 0.7)])
 
     sh = [oracle_share(results, p) for p in sp]
     rows.append(["≥ 90 % of the oracle's improvement (cases made acceptable)",

@@ -69,3 +69,17 @@ def test_split_targets_count_each_split_apart():
     assert drop[cols["untuned"]] == "100 % filled; -3.0 vs +0.0 dB (n=1)" and drop[-1] == "holds"
     page = "\n".join(render_split(res))
     assert "`event:speech0`, `video:bigbuckbunny.mp4`" in page
+
+
+def test_critic_on_clean_counts_repairs_scored_above_the_input():
+    from avagent.bench.report_split import critic_on_clean
+
+    def clean(source, none, others):
+        systems = {"none": {"critic": {"alignment": none}}}
+        systems.update({f"s{i}": {"critic": {"alignment": a}} for i, a in enumerate(others)})
+        return {"source": source, "video_kind": "event", "family": "clean", "systems": systems}
+    res = {"cases": [clean("event:tabla", 0.99, [0.98, 0.99]),       # none above: fine
+                     clean("event:guitar", 0.90, [0.905, 0.5]),       # above, within the margin
+                     clean("event:speech3", 0.90, [0.95])]}           # above by 0.05
+    k, m, n, worst = critic_on_clean(res, lambda c: True)
+    assert (k, m, n) == (2, 1, 3) and abs(worst - 0.05) < 1e-9
