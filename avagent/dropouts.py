@@ -24,6 +24,7 @@ ABRUPT_DB = 15.0
 LOUD_REL_DB = 45.0  # edges this far below the clip's loud level are not "sound"
 TAIL_MS = 10.0  # a zero run is grown by up to this much on each side ...
 TAIL_DB = 30.0  # ... through samples this far below the sound around it (codec tails)
+ROOM_PERCENTILE = 10.0  # the recording's own floor: this percentile of its non-silent 1 ms levels
 
 
 def find_dropouts(
@@ -77,6 +78,11 @@ def _find(
         fr_db = 10.0 * np.log10(fr_pow + 1e-30)
     csum = np.concatenate([[0.0], np.cumsum(power)])
     loud_db = float(np.percentile(fr_db, 95))
+    # The room: the level the recording rests at between sounds. A pause that fades past it into
+    # zeros is a gated recording's own silence; zeros that cut the room tone off are a loss.
+    fr_mag = mag[: n_fr * h].reshape(n_fr, h).max(axis=1)
+    sounding = fr_db[fr_mag > SILENCE * x.shape[0]]
+    room_db = float(np.percentile(sounding, ROOM_PERCENTILE)) if sounding.size else -300.0
     lo, hi = min_gap_ms * sr / 1000.0, max_gap_ms * sr / 1000.0
     edge, ctx = round(EDGE_MS * sr / 1000.0), round(CONTEXT_MS * sr / 1000.0)
 
@@ -88,8 +94,10 @@ def _find(
 
     def abrupt(s: int, e: int, one_side: bool = False) -> bool:
         """Sound on both sides that stops at ``s`` and restarts at ``e`` without a fade; with
-        ``one_side``, sound cut abruptly on one side and the recording's own (non-zero) floor
-        on the other: exact zeros that start inside a pause and cut into a word."""
+        ``one_side``, sound cut abruptly on one side and the recording's own room tone on the
+        other (within ``ABRUPT_DB`` of its floor): exact zeros that start inside a pause and
+        cut into a word. A side that has faded past the room's floor into the zeros is a pause
+        ending in a gate (a gated voice recording's word gaps), not a loss."""
         if s < edge + ctx or e > n - edge - ctx:
             return False
         left_edge, right_edge = level(s - edge, s), level(e, e + edge)
@@ -102,7 +110,8 @@ def _find(
         if not one_side:
             return False
         zero = 10.0 * np.log10((SILENCE * x.shape[0]) ** 2 + 1e-30)
-        return (left_ok and right_edge > zero) or (right_ok and left_edge > zero)
+        room = max(zero, room_db - ABRUPT_DB)
+        return (left_ok and right_edge > room) or (right_ok and left_edge > room)
 
     def grow(s: int, e: int) -> tuple[int, int]:
         """Extend a zero run through the faint tails a lossy codec leaves around it."""

@@ -240,12 +240,17 @@ def _within_case(rows: list[dict[str, Any]], score: str, truth: Callable[[dict[s
     return (float(np.mean(rhos)) if rhos else None), len(rhos)
 
 
+def within_case_alignment(rows: list[dict[str, Any]]) -> tuple[float | None, int]:
+    """Mean within-case Spearman(alignment, SI-SDR) over the cases without timing faults."""
+    return _within_case([r for r in rows if r.get("critic") and not r["timing"]], "alignment",
+                        lambda r: r["si_sdr_out"])
+
+
 def critic_check(rows: list[dict[str, Any]], threshold: float = 0.85) -> dict[str, Any]:
     """How far the scorer can be trusted: rank correlation with the truth and how well
     ``passes(threshold)`` separates acceptable from unacceptable outputs."""
     scored = [r for r in rows if r.get("critic")]
-    w_align, n_align = _within_case([r for r in scored if not r["timing"]], "alignment",
-                                    lambda r: r["si_sdr_out"])
+    w_align, n_align = within_case_alignment(scored)
     w_sync, n_sync = _within_case([r for r in scored if r["timing"]], "sync",
                                   lambda r: -abs(r["offset_ms"]))
     align = [(r["critic"]["alignment"], r["si_sdr_out"]) for r in scored]

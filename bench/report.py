@@ -14,6 +14,7 @@ from typing import Any
 
 from avagent.bench.markdown import number, percent, table
 from avagent.bench.report_plots import plot_critic, plot_gain_heatmap
+from avagent.bench.report_split import render_split
 from avagent.bench.report_stats import (
     AGENT,
     FAMILY_ORDER,
@@ -60,7 +61,7 @@ def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str,
            "Cases whose only faults are timing are judged on timing: residual offset at the "
            "middle and the end, and pitch.", "",
            "## Targets", "", *table(["target", "measured", "verdict"], benchmark_targets(results)),
-           "", f"![mean SI-SDR gain per family and system]({asset_dir}/gain.png)", "",
+           "", *render_split(results), f"![mean SI-SDR gain per family and system]({asset_dir}/gain.png)", "",
            f"![share acceptable per family and system]({asset_dir}/acceptable.png)", "",
            "## Per family", "",
            "Systems as columns: `none` (the input), each action alone with its defaults, the "
