@@ -103,6 +103,7 @@ def run_bench(
     for n, why in status.items():
         if why:
             logger.warning("system %s cannot run here: %s", n, why)
+    suite.warm_numba_cache()  # alone, before building cases and starting workers
     t0 = time.perf_counter()
     cases = _cases(size, seed)
     build_s = time.perf_counter() - t0

@@ -79,6 +79,53 @@ def fault_families(case: Case) -> set[str]:
     return _families(case.truth)
 
 
+# -- numba's on-disk cache --------------------------------------------------------------------------
+_WARM = "import numpy as np, librosa; librosa.onset.onset_detect(y=np.random.default_rng(0).standard_normal(22050).astype(np.float32), sr=22050)"
+_warmed = False
+
+
+def warm_numba_cache() -> None:
+    """Compile librosa's cached numba kernels (``onset_detect``'s peak picking) once, in a child
+    process, before worker pools start.
+
+    librosa's ``@guvectorize(cache=True)`` kernels write two cache files per variant with no
+    atomicity between them: processes compiling at the same moment can leave a mixed pair that
+    crashes every later process with a segmentation fault (numba/numba#10128, librosa#1998; seen
+    here on a fresh install with two perception workers). Compiling once, alone, before the pool
+    avoids the race; a child that dies on a signal means the cache on disk is already broken, so
+    librosa's cache files are removed and the compile is tried once more.
+    """
+    global _warmed
+    import subprocess
+    import sys
+
+    if _warmed:
+        return
+    for attempt in range(2):
+        r = subprocess.run([sys.executable, "-c", _WARM], capture_output=True, timeout=900)
+        if r.returncode == 0:
+            _warmed = True
+            return
+        if r.returncode > 0 or attempt:  # an error, not a crash, or the crash survived a clean cache
+            raise RuntimeError("compiling librosa's numba kernels failed: "
+                               + r.stderr.decode(errors="replace")[-500:])
+        _clear_librosa_cache()
+
+
+def _clear_librosa_cache() -> int:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("librosa")
+    if spec is None or spec.origin is None:
+        return 0
+    gone = 0
+    for f in Path(spec.origin).parent.rglob("__pycache__/*.nb[ic]"):
+        f.unlink(missing_ok=True)
+        gone += 1
+    return gone
+
+
 # -- sources ---------------------------------------------------------------------------------------
 def render_picture(y: np.ndarray, sr: int, *, seed: int = 0, fps: float = FPS,
                    onsets: np.ndarray | None = None) -> FrameSet:

@@ -415,6 +415,9 @@ def generate(cfg: DataConfig, progress: Callable[[int, int], None] | None = None
                 progress(len(done), len(jobs))
 
         if cfg.workers > 1 and len(todo) > 1:
+            from avagent.bench.suite import warm_numba_cache
+
+            warm_numba_cache()  # the workers would race to compile librosa's kernels
             with ProcessPoolExecutor(cfg.workers) as pool:
                 for recs in pool.map(_job, todo, chunksize=1):
                     keep(recs)
