@@ -76,6 +76,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--lora", default=None, help="GGUF LoRA for llm+lora")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--limit", type=int, default=None, help="at most N cases (seeded sample)")
+    p.add_argument("--stride", type=int, default=1,
+                   help="with --bench: every Nth case (a spread over the suite's families)")
     p.add_argument("--bench", default=None, choices=("tiny", "small", "full"),
                    help="evaluate on the benchmark suite of this size instead of the split")
     p.add_argument("--json", default=None, help="write the rows and summaries here")
@@ -85,7 +87,9 @@ def run(args: Any) -> int:
     if args.bench:
         from avagent.bench.planner_accuracy import perceived_cases
 
-        cases = perceived_cases(args.bench)
+        if args.stride < 1:
+            raise ParameterError(f"--stride={args.stride} must be >= 1")
+        cases = perceived_cases(args.bench)[:: args.stride]
         if args.limit is not None:
             cases = cases[: args.limit]
     else:

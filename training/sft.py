@@ -65,6 +65,9 @@ class SFTConfig:
     # needs a backward pass, which halves a CPU step; the forward still sees the whole prompt.
     lora_layers: int | None = None
     max_train_examples: int | None = None  # a prefix of the (seeded) train set: data-size curves
+    # Keep the adapter as it was after these steps (OUT/adapters/step-N, PEFT folders): one run
+    # then gives a curve over the examples seen (each seen once while steps*batch <= the set).
+    snapshot_steps: list[int] = field(default_factory=list)
     eval_every: int = 100  # validation loss every N steps (and at the end)
     eval_examples: int = 24  # validation examples per evaluation
     save_every: int = 50  # checkpoint every N steps (and at the end)
@@ -111,6 +114,9 @@ class SFTConfig:
                 raise ParameterError(f"{name}={getattr(self, name)} must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"lr={self.lr} must be a positive number")
+        bad = [n for n in self.snapshot_steps if not 1 <= n <= self.steps]
+        if bad:
+            raise ParameterError(f"snapshot_steps {bad} must lie in 1..steps={self.steps}")
 
 
 # -- base model -------------------------------------------------------------------------------------
@@ -413,20 +419,30 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: bool = True,
                                  "loss": round(evaluate(model, val_set, pad, cfg.device), 5)})
         if state["step"] % cfg.save_every == 0 or last:
             save_checkpoint(ckpt, model, opt, sched, state)
+        if state["step"] in cfg.snapshot_steps:
+            _save_adapter(model, tok, out / "adapters" / f"step-{state['step']}")
     if bar is not None:
         bar.close()
     summary = _summary(cfg, state, len(train_set), dropped)
     if state["step"] >= cfg.steps:
-        adapter = out / "adapter"
-        tmp = out / "adapter.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        shutil.rmtree(adapter, ignore_errors=True)
-        tmp.replace(adapter)
-        summary["adapter"] = str(adapter)
+        summary["adapter"] = str(_save_adapter(model, tok, out / "adapter"))
+    snaps = sorted((out / "adapters").glob("step-*"), key=lambda d: int(d.name[5:]))
+    if snaps:
+        summary["snapshots"] = [str(d) for d in snaps]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _save_adapter(model: Any, tok: Any, dest: Path) -> Path:
+    """The PEFT folder (adapter + tokenizer) at ``dest``, written beside it and renamed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.replace(dest)
+    return dest
 
 
 def _summary(cfg: SFTConfig, state: dict[str, Any], n_train: int, dropped: int) -> dict[str, Any]:
@@ -455,15 +471,27 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--max-train-examples", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--snapshot-steps", default=None,
+                   help="comma list of steps after which to keep the adapter (OUT/adapters/step-N)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _int_list(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ParameterError(f"--snapshot-steps={text!r} must be a comma list of integers") from None
+
+
 def run(args: Any) -> int:
     cfg = SFTConfig.from_file(args.config, data=args.data, out=args.out, steps=args.steps,
-                              max_train_examples=args.max_train_examples, seed=args.seed)
+                              max_train_examples=args.max_train_examples, seed=args.seed,
+                              snapshot_steps=_int_list(args.snapshot_steps))
     summary = train(cfg, resume=args.resume, progress=not args.quiet)
     print(json.dumps({k: summary.get(k) for k in ("steps", "train_examples", "loss_first10",
                                                   "loss_last10", "val", "train_s", "peak_rss_mb",
-                                                  "adapter")}))
+                                                  "adapter", "snapshots")}))
     return 0

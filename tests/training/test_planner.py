@@ -135,8 +135,19 @@ def test_observable_plan_leaves_out_what_was_not_measured() -> None:
 
 # -- SFT ---------------------------------------------------------------------------------------------
 def test_sft_lowers_the_loss_and_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
-    whole = train(SFTConfig.tiny(str(data), str(tmp_path / "a"), steps=4), progress=False)
+    whole = train(SFTConfig.tiny(str(data), str(tmp_path / "a"), steps=4, snapshot_steps=[2]),
+                  progress=False)
     assert whole["steps"] == 4 and Path(whole["adapter"], "adapter_config.json").is_file()
+    # the step-2 snapshot is a loadable adapter that differs from the final one
+    from safetensors.numpy import load_file
+
+    (snap,) = whole["snapshots"]
+    early = load_file(str(Path(snap, "adapter_model.safetensors")))
+    final = load_file(str(Path(whole["adapter"], "adapter_model.safetensors")))
+    assert early.keys() == final.keys()
+    assert any(abs(early[k] - final[k]).max() > 0 for k in final)
+    with pytest.raises(ParameterError, match="snapshot_steps"):
+        SFTConfig.tiny(str(data), str(tmp_path / "c"), steps=4, snapshot_steps=[5])
     val = whole["val"]
     assert val[0]["step"] == 0 and val[-1]["step"] == 4
     assert val[-1]["loss"] < val[0]["loss"] - 1e-3, val
@@ -178,8 +189,11 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["train", "planner", "--config", str(tmp_path / "none.toml")]) == 2
     assert main(["train", "planner-export", "--adapter", str(tmp_path), "--out",
                  str(tmp_path / "x")]) == 2
+    assert main(["train", "planner", "--snapshot-steps", "10,x"]) == 2
+    assert main(["train", "planner-eval", "--bench", "tiny", "--stride", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "none.toml" in err[0] and "adapter_config.json" in err[1]
+    assert len(err) == 4 and "none.toml" in err[0] and "adapter_config.json" in err[1]
+    assert "--snapshot-steps" in err[2] and "--stride=0" in err[3]
 
 
 # -- export ------------------------------------------------------------------------------------------
