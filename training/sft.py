@@ -64,6 +64,11 @@ class SFTConfig:
     # Adapt only the top N transformer layers (None: all). Nothing below the first adapted layer
     # needs a backward pass, which halves a CPU step; the forward still sees the whole prompt.
     lora_layers: int | None = None
+    # Loss weight of the tokens inside a step's "reasoning" text, against 1 for the rest of the
+    # answer (the decision: which actions, which parameters, or the empty plan). Reasoning is
+    # most of an answer's tokens; at 1.0 a few hundred examples teach its wording and leave the
+    # decision at the commonest answer (measured: docs/training.md).
+    reasoning_weight: float = 1.0
     max_train_examples: int | None = None  # a prefix of the (seeded) train set: data-size curves
     # Keep the adapter as it was after these steps (OUT/adapters/step-N, PEFT folders): one run
     # then gives a curve over the examples seen (each seen once while steps*batch <= the set).
@@ -114,6 +119,8 @@ class SFTConfig:
                 raise ParameterError(f"{name}={getattr(self, name)} must be >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ParameterError(f"lr={self.lr} must be a positive number")
+        if not 0 <= self.reasoning_weight <= 1:
+            raise ParameterError(f"reasoning_weight={self.reasoning_weight} must lie in 0..1")
         bad = [n for n in self.snapshot_steps if not 1 <= n <= self.steps]
         if bad:
             raise ParameterError(f"snapshot_steps {bad} must lie in 1..steps={self.steps}")
@@ -216,8 +223,34 @@ def encode(tok: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[in
     return full, [-100] * len(prompt) + full[len(prompt):]
 
 
-def load_examples(path: Path, tok: Any, max_len: int,
-                  limit: int | None = None, seed: int = 0) -> tuple[list[tuple[list[int], list[int]]], int]:
+Example = tuple[list[int], list[int], list[float]]  # token ids, labels, per-token loss weights
+
+
+def reasoning_mask(tok: Any, answer_ids: list[int]) -> list[bool]:
+    """For each token of an answer, whether it lies inside a ``"reasoning": "..."`` value (found
+    on the decoded text, so any tokenizer works)."""
+    import re
+
+    text = tok.decode(answer_ids)
+    spans = [m.span(1) for m in re.finditer(r'"reasoning": "((?:[^"\\]|\\.)*)"', text)]
+    out, end = [], 0
+    for i in range(len(answer_ids)):
+        start, end = end, len(tok.decode(answer_ids[: i + 1]))
+        out.append(any(a <= start and end <= b for a, b in spans))
+    return out
+
+
+def weights_for(tok: Any, labels: list[int], reasoning_weight: float) -> list[float]:
+    answer = [i for i, lab in enumerate(labels) if lab != -100]
+    w = [0.0] * len(labels)
+    inside = reasoning_mask(tok, [labels[i] for i in answer]) if reasoning_weight != 1.0 else None
+    for k, i in enumerate(answer):
+        w[i] = reasoning_weight if inside is not None and inside[k] else 1.0
+    return w
+
+
+def load_examples(path: Path, tok: Any, max_len: int, limit: int | None = None, seed: int = 0,
+                  reasoning_weight: float = 1.0) -> tuple[list[Example], int]:
     """Encoded examples of one split (a seeded order, cut to ``limit``) and how many were too long."""
     import numpy as np
 
@@ -235,24 +268,26 @@ def load_examples(path: Path, tok: Any, max_len: int,
         if len(ids) > max_len:
             dropped += 1
             continue
-        out.append((ids, labels))
+        out.append((ids, labels, weights_for(tok, labels, reasoning_weight)))
     if not out:
         raise TrainingError(f"no usable example in {path} (dropped {dropped} over max_len)")
     return out, dropped
 
 
-def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+def collate(batch: list[Example], pad_id: int) -> dict[str, Any]:
     import torch
 
-    n = max(len(ids) for ids, _ in batch)
+    n = max(len(ex[0]) for ex in batch)
     input_ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), n), -100, dtype=torch.long)
     mask = torch.zeros((len(batch), n), dtype=torch.long)
-    for i, (ids, lab) in enumerate(batch):
+    weights = torch.zeros((len(batch), n), dtype=torch.float32)
+    for i, (ids, lab, w) in enumerate(batch):
         input_ids[i, : len(ids)] = torch.tensor(ids)
         labels[i, : len(lab)] = torch.tensor(lab)
         mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        weights[i, : len(w)] = torch.tensor(w)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "weights": weights}
 
 
 def micro_batch(n_examples: int, seed: int, index: int, size: int) -> list[int]:
@@ -285,13 +320,22 @@ def build_model(cfg: SFTConfig, base_dir: str) -> Any:
     return get_peft_model(model, lora).to(cfg.device)
 
 
-def forward_loss(model: Any, batch: dict[str, Any], device: str) -> Any:
-    """Mean cross-entropy over the answer tokens of ``batch``."""
-    out = model(**{k: v.to(device) for k, v in batch.items()})
-    return out.loss
+def forward_loss(model: Any, batch: dict[str, Any], device: str, weighted: bool = False) -> Any:
+    """Cross-entropy over the answer tokens of ``batch``: the plain mean, or (``weighted``) the
+    mean under the batch's per-token weights."""
+    import torch
+
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")}
+    if not weighted:
+        return model(**inputs).loss
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    labels, w = inputs["labels"][:, 1:], batch["weights"].to(device)[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                           labels.flatten(), ignore_index=-100, reduction="none")
+    return (ce * w.flatten()).sum() / w.sum().clamp_min(1e-6)
 
 
-def evaluate(model: Any, examples: list[tuple[list[int], list[int]]], pad_id: int,
+def evaluate(model: Any, examples: list[Example], pad_id: int,
              device: str) -> float:
     import torch
 
@@ -357,8 +401,8 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: bool = True,
     tok = load_tokenizer(base_dir, cfg.chat_template)
     data = Path(cfg.data)
     train_set, dropped = load_examples(data / "train.jsonl", tok, cfg.max_len,
-                                       cfg.max_train_examples, cfg.seed)
-    val_set: list[tuple[list[int], list[int]]] = []
+                                       cfg.max_train_examples, cfg.seed, cfg.reasoning_weight)
+    val_set: list[Example] = []
     if (data / "validation.jsonl").is_file():
         val_set, _ = load_examples(data / "validation.jsonl", tok, cfg.max_len,
                                    cfg.eval_examples, cfg.seed)
@@ -397,7 +441,8 @@ def train(cfg: SFTConfig, *, resume: bool = False, progress: bool = True,
         total = 0.0
         for m in range(cfg.grad_accum):
             idx = micro_batch(len(train_set), cfg.seed, step * cfg.grad_accum + m, cfg.batch_size)
-            loss = forward_loss(model, collate([train_set[i] for i in idx], pad), cfg.device)
+            loss = forward_loss(model, collate([train_set[i] for i in idx], pad), cfg.device,
+                                weighted=cfg.reasoning_weight != 1.0)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss is {float(loss)} at step {step} (micro-batch {m}): "
                                     "stopping; lower lr or check the data")

@@ -239,3 +239,33 @@ def test_gguf_lora_loads_in_llama_cpp_and_changes_the_output(exported: Path) -> 
     plain = generate_gguf(smollm2_gguf(), PROMPT, None, max_tokens=12)
     tuned = generate_gguf(smollm2_gguf(), PROMPT, exported / "planner-lora.gguf", max_tokens=12)
     assert plain.strip() and tuned != plain
+
+
+def test_reasoning_weight_down_weights_only_the_reasoning_text(data: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from avagent.training.sft import (base_model_dir, collate, forward_loss, load_examples,
+                                      load_tokenizer, reasoning_mask)
+
+    base = base_model_dir("smollm2-tiny")
+    tok = load_tokenizer(base)
+    answer = tok('{"steps": [{"action": "volume", "params": {}, "reasoning": "too quiet"}]}')
+    mask = reasoning_mask(tok, answer["input_ids"])
+    inside = tok.decode([i for i, m in zip(answer["input_ids"], mask) if m])
+    assert inside.strip() == "too quiet"
+    plain, _ = load_examples(data / "train.jsonl", tok, 4096, limit=2)
+    light, _ = load_examples(data / "train.jsonl", tok, 4096, limit=2, reasoning_weight=0.1)
+    (ids, labels, w1), (_, _, w2) = plain[0], light[0]
+    answer_at = [i for i, lab in enumerate(labels) if lab != -100]
+    assert all(w1[i] == 1.0 for i in answer_at) and sum(w1) == len(answer_at)
+    assert {w2[i] for i in answer_at} == {0.1, 1.0}
+    assert all(w == 0 for i, w in enumerate(w2) if labels[i] == -100)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    with torch.no_grad():
+        ref = forward_loss(model, collate([plain[0]], 0), "cpu")
+        same = forward_loss(model, collate([plain[0]], 0), "cpu", weighted=True)
+        other = forward_loss(model, collate([light[0]], 0), "cpu", weighted=True)
+    assert float(same) == pytest.approx(float(ref), rel=1e-5)
+    assert abs(float(other) - float(ref)) > 1e-4
