@@ -245,18 +245,24 @@ def test_reasoning_weight_down_weights_only_the_reasoning_text(data: Path) -> No
     import torch
     from transformers import AutoModelForCausalLM
 
-    from avagent.training.sft import (base_model_dir, collate, forward_loss, load_examples,
-                                      load_tokenizer, reasoning_mask)
+    from avagent.training.sft import (
+        base_model_dir,
+        collate,
+        forward_loss,
+        load_examples,
+        load_tokenizer,
+        reasoning_mask,
+    )
 
     base = base_model_dir("smollm2-tiny")
     tok = load_tokenizer(base)
     answer = tok('{"steps": [{"action": "volume", "params": {}, "reasoning": "too quiet"}]}')
     mask = reasoning_mask(tok, answer["input_ids"])
-    inside = tok.decode([i for i, m in zip(answer["input_ids"], mask) if m])
+    inside = tok.decode([i for i, m in zip(answer["input_ids"], mask, strict=True) if m])
     assert inside.strip() == "too quiet"
     plain, _ = load_examples(data / "train.jsonl", tok, 4096, limit=2)
     light, _ = load_examples(data / "train.jsonl", tok, 4096, limit=2, reasoning_weight=0.1)
-    (ids, labels, w1), (_, _, w2) = plain[0], light[0]
+    (_, labels, w1), (_, _, w2) = plain[0], light[0]
     answer_at = [i for i, lab in enumerate(labels) if lab != -100]
     assert all(w1[i] == 1.0 for i in answer_at) and sum(w1) == len(answer_at)
     assert {w2[i] for i in answer_at} == {0.1, 1.0}
