@@ -20,6 +20,12 @@ cases over the whole protocol.
 A second, harder null check (``--cross``, on by default): the sound of each source under the
 picture of every other source, cut to the shorter of the two, at every planted offset. There is
 no true offset there, so any decision with confidence >= 0.3 is confidently wrong.
+
+The activity cue (:mod:`avagent.perception.activity`, picture change against the sound's onset
+strength) is also asked on its own in every case, whatever the other cues say, and reported
+beside the verdicts: offsets it decides and gets right, equal-length drifts it would leave
+≤ 45 ms, decisions off by more than ``WRONG_MS`` (any decision on PAL or an unrelated pair), and
+its largest z, against the gate ``activity.Z_PEAK``. Its wrong decisions fail the run too.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from avagent.bench import corrupt, suite
+from avagent.perception.activity import Z_PEAK, activity_sync
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
 
@@ -85,6 +92,22 @@ class Row:
     decided: bool
     correct: bool
     wrong: bool  # confidently wrong
+    # the activity cue (perception/activity.py) asked on its own, whatever the others say
+    act_delay_ms: float | None = None
+    act_z: float = 0.0
+    act_correct: bool = False
+    act_wrong: bool = False  # decided and off by more than WRONG_MS (or left more than came)
+
+
+def _activity(y: np.ndarray, sr: int, frames: FrameSet,
+              truth_ms: float | None) -> tuple[float | None, float, bool, bool]:
+    """The activity cue alone: (delay, z, correct, wrong) against an offset's truth (None:
+    no true offset, e.g. an unrelated pair or PAL, where any decision is wrong)."""
+    a = activity_sync(y, sr, frames)
+    if a.delay_ms is None:
+        return None, a.z, False, False
+    err = abs(a.delay_ms - truth_ms) if truth_ms is not None else None
+    return a.delay_ms, a.z, err is not None and err <= CORRECT_MS, err is None or err > WRONG_MS
 
 
 def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) -> Row:
@@ -105,6 +128,7 @@ def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) 
         decided,
         err is not None and err <= CORRECT_MS,
         wrong,
+        *_activity(y, src.sr, src.frames, truth_ms),
     )
 
 
@@ -149,8 +173,14 @@ def _score_drift(src: suite.Source, rate: float, y: np.ndarray) -> Row:
         acted = False
     worst = float(left.max())
     wrong = acted and (worst > 45.0 or worst > float(came.max()) + 1.0)
+    # the activity cue alone, acted on as an offset
+    a = activity_sync(y, src.sr, src.frames)
+    a_left = (float(np.abs(t * (1.0 / rate - 1.0) * 1000.0 - a.delay_ms).max())
+              if a.delay_ms is not None else float(came.max()))
+    a_wrong = a.delay_ms is not None and (a_left > 45.0 or a_left > float(came.max()) + 1.0)
     return Row(src.name, src.kind, f"drift{rate:g}=", float(came.max()), s.verdict,
-               s.audio_delay_ms, s.confidence, s.rate, acted, worst <= 45.0, wrong)
+               s.audio_delay_ms, s.confidence, s.rate, acted, worst <= 45.0, wrong,
+               a.delay_ms, a.z, a.delay_ms is not None and a_left <= 45.0, a_wrong)
 
 
 def _cut(frames: FrameSet, dur_s: float) -> FrameSet:
@@ -193,6 +223,7 @@ def run_cross(srcs: list[suite.Source]) -> list[Row]:
                         decided,
                         False,
                         decided and s.confidence >= ACT_CONFIDENCE,
+                        *_activity(y, sa.sr, frames, None),
                     )
                 )
     return rows
@@ -202,7 +233,9 @@ def cross_table(rows: list[Row]) -> str:
     dec = [r for r in rows if r.decided]
     out = [
         f"unrelated sound/picture pairs: {len(rows)} cases, decided {len(dec)}, "
-        f"confidently wrong {sum(r.wrong for r in rows)}"
+        f"confidently wrong {sum(r.wrong for r in rows)}; the activity cue alone decided "
+        f"{sum(r.act_delay_ms is not None for r in rows)} (largest z "
+        f"{max((r.act_z for r in rows), default=0.0):.2f}, gate {Z_PEAK})"
     ]
     out += [
         f"  {r.source} {r.case}: {r.verdict} {r.delay_ms:+.0f} ms c{r.confidence:.2f}" for r in dec
@@ -214,8 +247,8 @@ def table(rows: list[Row]) -> str:
     names = list(dict.fromkeys(r.source for r in rows))
     out = [
         "| source | offsets decided | offsets correct | drift | PAL | equal-length drift ≤ 45 ms "
-        "| confidently wrong |",
-        "|---|---|---|---|---|---|---|",
+        "| confidently wrong | activity cue alone: offsets decided / correct / wrong (largest z) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         rs = [r for r in rows if r.source == name]
@@ -227,7 +260,9 @@ def table(rows: list[Row]) -> str:
             f"| {name} | {sum(r.decided for r in off)}/{len(off)} "
             f"| {sum(r.correct for r in off)}/{len(off)} "
             f"| {_brief(dr)} | {_brief(pal)} | {sum(r.correct for r in eq)}/{len(eq)} "
-            f"| {sum(r.wrong for r in rs)} |"
+            f"| {sum(r.wrong for r in rs)} "
+            f"| {sum(r.act_delay_ms is not None for r in off)} / {sum(r.act_correct for r in off)}"
+            f" / {sum(r.act_wrong for r in rs)} ({max(r.act_z for r in off):.1f}) |"
         )
     ev = [r for r in rows if r.kind == "event" and r.case.startswith("offset")]
     eq = [r for r in rows if r.case.endswith("=")]
@@ -237,6 +272,10 @@ def table(rows: list[Row]) -> str:
         f"equal-length drifts left ≤ 45 ms: {sum(r.correct for r in eq)}/{len(eq)}; "
         f"event-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
         f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}"
+        f"\nactivity cue alone: offsets decided {sum(r.act_delay_ms is not None for r in off)}, "
+        f"correct {sum(r.act_correct for r in off)}; equal-length drifts decided "
+        f"{sum(r.act_delay_ms is not None for r in eq)}, left ≤ 45 ms {sum(r.act_correct for r in eq)}; "
+        f"wrong (off by > {WRONG_MS:g} ms, PAL included) {sum(r.act_wrong for r in rows)}"
     )
     return "\n".join(out)
 
@@ -286,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=1)
-    return 1 if any(r.wrong for r in rows) else 0
+    return 1 if any(r.wrong or r.act_wrong for r in rows) else 0
 
 
 if __name__ == "__main__":
