@@ -301,13 +301,46 @@ def detail(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def suite_offsets(systems: tuple[str, ...] = ("none", "rules", "oracle")) -> str:
+    """The benchmark's view: every case of the full suite (seed 0) whose faults include an
+    offset, through :func:`avagent.bench.run.run_case` without the critic; how many each system
+    leaves acceptable, on the offset family and on all of them (mixtures included), and how
+    many the activity cue decides on its own."""
+    from avagent.bench.run import _cases, run_case
+
+    cases = _cases("full", 0)
+    idx = [i for i, c in enumerate(cases) if "offset" in suite.fault_families(c)]
+    ok = {"offset": dict.fromkeys(systems, 0), "all": dict.fromkeys(systems, 0)}
+    n_off = act = 0
+    for i in idx:
+        c = cases[i]
+        entry = run_case("full", 0, i, systems, False)
+        act += activity_sync(c.y, c.sr, c.source.frames).delay_ms is not None
+        n_off += c.family == "offset"
+        for name, row in entry["systems"].items():
+            ok["all"][name] += bool(row["acceptable"])
+            ok["offset"][name] += bool(row["acceptable"]) and c.family == "offset"
+    def fmt(d: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items())
+
+    return (f"full suite, offset family: {n_off} cases, acceptable: {fmt(ok['offset'])}\n"
+            f"all {len(idx)} cases with an offset: acceptable: {fmt(ok['all'])}; "
+            f"the activity cue alone decides {act}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--only", help="sources whose name contains this")
     p.add_argument("--no-cross", action="store_true", help="skip the unrelated-pairs check")
+    p.add_argument("--suite-offsets", action="store_true",
+                   help="instead: the full suite's offset cases through run_case (none, rules, "
+                        "oracle)")
     args = p.parse_args(argv)
+    if args.suite_offsets:
+        print(suite_offsets())
+        return 0
     t0 = time.perf_counter()
     rows: list[Row] = []
     srcs = [s for s in protocol_sources() if not args.only or args.only in s.name]
