@@ -122,20 +122,25 @@ def _child(path: str, runs: int) -> dict[str, Any]:
     }
 
 
-def measure(runs: int = 3) -> dict[str, Any]:
-    """Time decode vs full repair in a child pinned to one core; returns numbers and a paragraph."""
-    path = clip_720p()
+def _pinned(call: str) -> dict[str, Any]:
+    """``bench.speed.<call>`` (a Python call expression) in a child pinned to one core, with
+    every math pool at one thread; its JSON result."""
     env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
     cmd = [sys.executable, "-c",
-           f"import json,sys; from bench.speed import _child; "
-           f"print(json.dumps(_child({str(path)!r}, {runs})))"]
+           f"import json; from bench import speed; print(json.dumps(speed.{call}))"]
     if sys.platform.startswith("linux"):
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
                           cwd=Path(__file__).resolve().parents[1])
     if proc.returncode != 0:
         raise RuntimeError(f"speed child failed: {proc.stderr.strip()[-800:]}")
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def measure(runs: int = 3) -> dict[str, Any]:
+    """Time decode vs full repair in a child pinned to one core; returns numbers and a paragraph."""
+    res = _pinned(f"_child({str(clip_720p())!r}, {runs})")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in res["stages_s"].items() if k != "total")
     res["text"] = (
         f"A {res['duration_s']:.1f} s {res['width']}x{res['height']} H.264/AAC clip (the real "
@@ -198,18 +203,7 @@ def _sync_child(path: str) -> dict[str, Any]:
 
 def measure_sync() -> dict[str, Any]:
     """The sync estimate's share of the repair's time, in a child pinned to one core."""
-    path = clip_720p()
-    env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
-    cmd = [sys.executable, "-c",
-           f"import json; from bench.speed import _sync_child; "
-           f"print(json.dumps(_sync_child({str(path)!r})))"]
-    if sys.platform.startswith("linux"):
-        cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).resolve().parents[1])
-    if proc.returncode != 0:
-        raise RuntimeError(f"speed child failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return _pinned(f"_sync_child({str(clip_720p())!r})")
 
 
 if __name__ == "__main__":
