@@ -26,6 +26,9 @@ strength) is also asked on its own in every case, whatever the other cues say, a
 beside the verdicts: offsets it decides and gets right, equal-length drifts it would leave
 ≤ 45 ms, decisions off by more than ``WRONG_MS`` (any decision on PAL or an unrelated pair), and
 its largest z, against the gate ``activity.Z_PEAK``. Its wrong decisions fail the run too.
+``--real-null`` adds a null from other real recordings (Lugaru's ambiences and music) under
+every picture; ``--suite-offsets`` runs the benchmark's offset cases instead (none, rules,
+oracle through ``bench.run.run_case``).
 """
 
 from __future__ import annotations
@@ -229,10 +232,40 @@ def run_cross(srcs: list[suite.Source]) -> list[Row]:
     return rows
 
 
-def cross_table(rows: list[Row]) -> str:
+REAL_SOUNDS = ("Wind.ogg", "DesertAmbient.ogg", "Fire.ogg", "Music2.ogg", "Music3.ogg")
+
+
+def run_real_null(srcs: list[suite.Source], starts_s: tuple[float, ...] = (5.0, 30.0)
+                  ) -> list[Row]:
+    """A null from other real recordings (Lugaru's wind, desert, fire and two music tracks, two
+    stretches of each) under every protocol picture at every planted offset: no true offset,
+    so any decision acted on (verdict or activity cue) is wrong."""
+    from avagent.bench import signals
+
+    rows = []
+    for fn in REAL_SOUNDS:
+        full = signals.load("lugaru", fn)
+        for start in starts_s:
+            for sv in srcs:
+                n = round(sv.frames.duration_s * signals.SR)
+                y0 = full[:, round(start * signals.SR):][:, :n]
+                if y0.shape[-1] < 0.99 * n:
+                    continue
+                for d in DELAYS_MS:
+                    y, _ = corrupt.offset(y0, sr=signals.SR, audio_delay_ms=d)
+                    s = estimate_sync(y, sr=signals.SR, frames=sv.frames)
+                    decided = s.verdict in ("offset", "in_sync") and s.audio_delay_ms is not None
+                    rows.append(Row(f"lugaru:{fn}@{start:g}s | {sv.name}", "cross", f"offset{d:+g}",
+                                    None, s.verdict, s.audio_delay_ms, s.confidence, s.rate,
+                                    decided, False, decided and s.confidence >= ACT_CONFIDENCE,
+                                    *_activity(y, signals.SR, sv.frames, None)))
+    return rows
+
+
+def cross_table(rows: list[Row], what: str = "unrelated sound/picture pairs") -> str:
     dec = [r for r in rows if r.decided]
     out = [
-        f"unrelated sound/picture pairs: {len(rows)} cases, decided {len(dec)}, "
+        f"{what}: {len(rows)} cases, decided {len(dec)}, "
         f"confidently wrong {sum(r.wrong for r in rows)}; the activity cue alone decided "
         f"{sum(r.act_delay_ms is not None for r in rows)} (largest z "
         f"{max((r.act_z for r in rows), default=0.0):.2f}, gate {Z_PEAK})"
@@ -334,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--only", help="sources whose name contains this")
     p.add_argument("--no-cross", action="store_true", help="skip the unrelated-pairs check")
+    p.add_argument("--real-null", action="store_true",
+                   help="also: other real recordings (Lugaru) under every picture")
     p.add_argument("--suite-offsets", action="store_true",
                    help="instead: the full suite's offset cases through run_case (none, rules, "
                         "oracle)")
@@ -354,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(cross_table(cross))
         rows += cross
+    if args.real_null:
+        real = run_real_null(srcs)
+        print()
+        print(cross_table(real, "real recordings under the pictures"))
+        rows += real
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
