@@ -7,7 +7,8 @@ times (a) decoding: probe, audio decode, sampled frames — what any tool must d
 ``repair_file``: decode, the loop, writing the WAV, the remuxed video and the report. Each is
 the median of ``runs`` runs after one warm-up.
 
-Run alone: ``python -m avagent.bench.speed`` (prints the JSON).
+Run alone: ``python -m avagent.bench.speed`` (prints the JSON); ``--sync``: the share of the
+repair spent in the sync estimate and its activity cue instead (:func:`measure_sync`).
 """
 
 from __future__ import annotations
@@ -121,20 +122,25 @@ def _child(path: str, runs: int) -> dict[str, Any]:
     }
 
 
-def measure(runs: int = 3) -> dict[str, Any]:
-    """Time decode vs full repair in a child pinned to one core; returns numbers and a paragraph."""
-    path = clip_720p()
+def _pinned(call: str) -> dict[str, Any]:
+    """``bench.speed.<call>`` (a Python call expression) in a child pinned to one core, with
+    every math pool at one thread; its JSON result."""
     env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
     cmd = [sys.executable, "-c",
-           f"import json,sys; from bench.speed import _child; "
-           f"print(json.dumps(_child({str(path)!r}, {runs})))"]
+           f"import json; from bench import speed; print(json.dumps(speed.{call}))"]
     if sys.platform.startswith("linux"):
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
                           cwd=Path(__file__).resolve().parents[1])
     if proc.returncode != 0:
         raise RuntimeError(f"speed child failed: {proc.stderr.strip()[-800:]}")
-    res: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def measure(runs: int = 3) -> dict[str, Any]:
+    """Time decode vs full repair in a child pinned to one core; returns numbers and a paragraph."""
+    res = _pinned(f"_child({str(clip_720p())!r}, {runs})")
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in res["stages_s"].items() if k != "total")
     res["text"] = (
         f"A {res['duration_s']:.1f} s {res['width']}x{res['height']} H.264/AAC clip (the real "
@@ -148,5 +154,58 @@ def measure(runs: int = 3) -> dict[str, Any]:
     return res
 
 
+def _sync_child(path: str) -> dict[str, Any]:
+    """One repair (after a warm-up) of the clip with hum+dropouts+quiet and with the sound
+    300 ms late, timing every ``estimate_sync`` call and its activity cue inside it."""
+    import time
+
+    import numpy as np
+
+    import avagent.agent.perceive as perceive
+    import avagent.perception.sync as sync
+    from avagent.bench import corrupt
+    from avagent.service import media as av_media
+    from avagent.service.pipeline import RepairOptions, repair_file
+    from avagent.service.settings import get_settings
+
+    acc = {"sync_s": 0.0, "sync_calls": 0, "activity_s": 0.0}
+
+    def timed(fn: Any, key: str) -> Any:
+        def run(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            acc[key] += time.perf_counter() - t0
+            acc["sync_calls"] += key == "sync_s"
+            return out
+        return run
+
+    sync.activity_sync = timed(sync.activity_sync, "activity_s")
+    perceive.estimate_sync = sync.estimate_sync = timed(sync.estimate_sync, "sync_s")
+    settings = get_settings()
+    work = Path(tempfile.mkdtemp(prefix="avagent-speed-sync-"))
+    clean, sr = av_media.load_audio(path)
+    res: dict[str, Any] = {}
+    for label, faults in (("hum+dropouts+quiet", FAULTS),
+                          ("offset+300ms", [("offset", {"audio_delay_ms": 300.0})])):
+        bad, _ = corrupt.mixture(clean, sr=sr, faults=faults, seed=3)
+        src = work / f"{label}.mp4"
+        av_media.remux(path, np.asarray(bad, np.float32), sr, src)
+        repair_file(src, work / "warm", RepairOptions(), settings=settings)
+        acc.update(sync_s=0.0, sync_calls=0, activity_s=0.0)
+        t0 = time.perf_counter()
+        repair_file(src, work / "out", RepairOptions(), settings=settings)
+        total = time.perf_counter() - t0
+        res[label] = {"repair_s": round(total, 3), **{k: round(v, 4) for k, v in acc.items()},
+                      "sync_share": round(acc["sync_s"] / total, 3),
+                      "activity_share": round(acc["activity_s"] / total, 4)}
+    return res
+
+
+def measure_sync() -> dict[str, Any]:
+    """The sync estimate's share of the repair's time, in a child pinned to one core."""
+    return _pinned(f"_sync_child({str(clip_720p())!r})")
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(), indent=2))
+    # --sync: the sync estimate's share of the repair (docs/sync.md) instead of decode vs repair
+    print(json.dumps(measure_sync() if "--sync" in sys.argv[1:] else measure(), indent=2))

@@ -20,6 +20,15 @@ cases over the whole protocol.
 A second, harder null check (``--cross``, on by default): the sound of each source under the
 picture of every other source, cut to the shorter of the two, at every planted offset. There is
 no true offset there, so any decision with confidence >= 0.3 is confidently wrong.
+
+The activity cue (:mod:`avagent.perception.activity`, picture change against the sound's onset
+strength) is also asked on its own in every case, whatever the other cues say, and reported
+beside the verdicts: offsets it decides and gets right, equal-length drifts it would leave
+≤ 45 ms, decisions off by more than ``WRONG_MS`` (any decision on PAL or an unrelated pair), and
+its largest z, against the gate ``activity.Z_PEAK``. Its wrong decisions fail the run too.
+``--real-null`` adds a null from other real recordings (Lugaru's ambiences and music) under
+every picture; ``--suite-offsets`` runs the benchmark's offset cases instead (none, rules,
+oracle through ``bench.run.run_case``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from avagent.bench import corrupt, suite
+from avagent.perception.activity import Z_PEAK, activity_sync
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
 
@@ -85,6 +95,22 @@ class Row:
     decided: bool
     correct: bool
     wrong: bool  # confidently wrong
+    # the activity cue (perception/activity.py) asked on its own, whatever the others say
+    act_delay_ms: float | None = None
+    act_z: float = 0.0
+    act_correct: bool = False
+    act_wrong: bool = False  # decided and off by more than WRONG_MS (or left more than came)
+
+
+def _activity(y: np.ndarray, sr: int, frames: FrameSet,
+              truth_ms: float | None) -> tuple[float | None, float, bool, bool]:
+    """The activity cue alone: (delay, z, correct, wrong) against an offset's truth (None:
+    no true offset, e.g. an unrelated pair or PAL, where any decision is wrong)."""
+    a = activity_sync(y, sr, frames)
+    if a.delay_ms is None:
+        return None, a.z, False, False
+    err = abs(a.delay_ms - truth_ms) if truth_ms is not None else None
+    return a.delay_ms, a.z, err is not None and err <= CORRECT_MS, err is None or err > WRONG_MS
 
 
 def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) -> Row:
@@ -105,6 +131,7 @@ def _score(src: suite.Source, case: str, truth_ms: float | None, y: np.ndarray) 
         decided,
         err is not None and err <= CORRECT_MS,
         wrong,
+        *_activity(y, src.sr, src.frames, truth_ms),
     )
 
 
@@ -149,8 +176,14 @@ def _score_drift(src: suite.Source, rate: float, y: np.ndarray) -> Row:
         acted = False
     worst = float(left.max())
     wrong = acted and (worst > 45.0 or worst > float(came.max()) + 1.0)
+    # the activity cue alone, acted on as an offset
+    a = activity_sync(y, src.sr, src.frames)
+    a_left = (float(np.abs(t * (1.0 / rate - 1.0) * 1000.0 - a.delay_ms).max())
+              if a.delay_ms is not None else float(came.max()))
+    a_wrong = a.delay_ms is not None and (a_left > 45.0 or a_left > float(came.max()) + 1.0)
     return Row(src.name, src.kind, f"drift{rate:g}=", float(came.max()), s.verdict,
-               s.audio_delay_ms, s.confidence, s.rate, acted, worst <= 45.0, wrong)
+               s.audio_delay_ms, s.confidence, s.rate, acted, worst <= 45.0, wrong,
+               a.delay_ms, a.z, a.delay_ms is not None and a_left <= 45.0, a_wrong)
 
 
 def _cut(frames: FrameSet, dur_s: float) -> FrameSet:
@@ -193,16 +226,49 @@ def run_cross(srcs: list[suite.Source]) -> list[Row]:
                         decided,
                         False,
                         decided and s.confidence >= ACT_CONFIDENCE,
+                        *_activity(y, sa.sr, frames, None),
                     )
                 )
     return rows
 
 
-def cross_table(rows: list[Row]) -> str:
+REAL_SOUNDS = ("Wind.ogg", "DesertAmbient.ogg", "Fire.ogg", "Music2.ogg", "Music3.ogg")
+
+
+def run_real_null(srcs: list[suite.Source], starts_s: tuple[float, ...] = (5.0, 30.0)
+                  ) -> list[Row]:
+    """A null from other real recordings (Lugaru's wind, desert, fire and two music tracks, two
+    stretches of each) under every protocol picture at every planted offset: no true offset,
+    so any decision acted on (verdict or activity cue) is wrong."""
+    from avagent.bench import signals
+
+    rows = []
+    for fn in REAL_SOUNDS:
+        full = signals.load("lugaru", fn)
+        for start in starts_s:
+            for sv in srcs:
+                n = round(sv.frames.duration_s * signals.SR)
+                y0 = full[:, round(start * signals.SR):][:, :n]
+                if y0.shape[-1] < 0.99 * n:
+                    continue
+                for d in DELAYS_MS:
+                    y, _ = corrupt.offset(y0, sr=signals.SR, audio_delay_ms=d)
+                    s = estimate_sync(y, sr=signals.SR, frames=sv.frames)
+                    decided = s.verdict in ("offset", "in_sync") and s.audio_delay_ms is not None
+                    rows.append(Row(f"lugaru:{fn}@{start:g}s | {sv.name}", "cross", f"offset{d:+g}",
+                                    None, s.verdict, s.audio_delay_ms, s.confidence, s.rate,
+                                    decided, False, decided and s.confidence >= ACT_CONFIDENCE,
+                                    *_activity(y, signals.SR, sv.frames, None)))
+    return rows
+
+
+def cross_table(rows: list[Row], what: str = "unrelated sound/picture pairs") -> str:
     dec = [r for r in rows if r.decided]
     out = [
-        f"unrelated sound/picture pairs: {len(rows)} cases, decided {len(dec)}, "
-        f"confidently wrong {sum(r.wrong for r in rows)}"
+        f"{what}: {len(rows)} cases, decided {len(dec)}, "
+        f"confidently wrong {sum(r.wrong for r in rows)}; the activity cue alone decided "
+        f"{sum(r.act_delay_ms is not None for r in rows)} (largest z "
+        f"{max((r.act_z for r in rows), default=0.0):.2f}, gate {Z_PEAK})"
     ]
     out += [
         f"  {r.source} {r.case}: {r.verdict} {r.delay_ms:+.0f} ms c{r.confidence:.2f}" for r in dec
@@ -214,8 +280,8 @@ def table(rows: list[Row]) -> str:
     names = list(dict.fromkeys(r.source for r in rows))
     out = [
         "| source | offsets decided | offsets correct | drift | PAL | equal-length drift ≤ 45 ms "
-        "| confidently wrong |",
-        "|---|---|---|---|---|---|---|",
+        "| confidently wrong | activity cue alone: offsets decided / correct / wrong (largest z) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         rs = [r for r in rows if r.source == name]
@@ -227,7 +293,9 @@ def table(rows: list[Row]) -> str:
             f"| {name} | {sum(r.decided for r in off)}/{len(off)} "
             f"| {sum(r.correct for r in off)}/{len(off)} "
             f"| {_brief(dr)} | {_brief(pal)} | {sum(r.correct for r in eq)}/{len(eq)} "
-            f"| {sum(r.wrong for r in rs)} |"
+            f"| {sum(r.wrong for r in rs)} "
+            f"| {sum(r.act_delay_ms is not None for r in off)} / {sum(r.act_correct for r in off)}"
+            f" / {sum(r.act_wrong for r in rs)} ({max(r.act_z for r in off):.1f}) |"
         )
     ev = [r for r in rows if r.kind == "event" and r.case.startswith("offset")]
     eq = [r for r in rows if r.case.endswith("=")]
@@ -237,6 +305,10 @@ def table(rows: list[Row]) -> str:
         f"equal-length drifts left ≤ 45 ms: {sum(r.correct for r in eq)}/{len(eq)}; "
         f"event-source offsets correct: {sum(r.correct for r in ev)}/{len(ev)}; "
         f"confidently wrong over the whole protocol: {sum(r.wrong for r in rows)}"
+        f"\nactivity cue alone: offsets decided {sum(r.act_delay_ms is not None for r in off)}, "
+        f"correct {sum(r.act_correct for r in off)}; equal-length drifts decided "
+        f"{sum(r.act_delay_ms is not None for r in eq)}, left ≤ 45 ms {sum(r.act_correct for r in eq)}; "
+        f"wrong (off by > {WRONG_MS:g} ms, PAL included) {sum(r.act_wrong for r in rows)}"
     )
     return "\n".join(out)
 
@@ -262,13 +334,48 @@ def detail(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def suite_offsets(systems: tuple[str, ...] = ("none", "rules", "oracle")) -> str:
+    """The benchmark's view: every case of the full suite (seed 0) whose faults include an
+    offset, through :func:`avagent.bench.run.run_case` without the critic; how many each system
+    leaves acceptable, on the offset family and on all of them (mixtures included), and how
+    many the activity cue decides on its own."""
+    from avagent.bench.run import _cases, run_case
+
+    cases = _cases("full", 0)
+    idx = [i for i, c in enumerate(cases) if "offset" in suite.fault_families(c)]
+    ok = {"offset": dict.fromkeys(systems, 0), "all": dict.fromkeys(systems, 0)}
+    n_off = act = 0
+    for i in idx:
+        c = cases[i]
+        entry = run_case("full", 0, i, systems, False)
+        act += activity_sync(c.y, c.sr, c.source.frames).delay_ms is not None
+        n_off += c.family == "offset"
+        for name, row in entry["systems"].items():
+            ok["all"][name] += bool(row["acceptable"])
+            ok["offset"][name] += bool(row["acceptable"]) and c.family == "offset"
+    def fmt(d: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in d.items())
+
+    return (f"full suite, offset family: {n_off} cases, acceptable: {fmt(ok['offset'])}\n"
+            f"all {len(idx)} cases with an offset: acceptable: {fmt(ok['all'])}; "
+            f"the activity cue alone decides {act}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--only", help="sources whose name contains this")
     p.add_argument("--no-cross", action="store_true", help="skip the unrelated-pairs check")
+    p.add_argument("--real-null", action="store_true",
+                   help="also: other real recordings (Lugaru) under every picture")
+    p.add_argument("--suite-offsets", action="store_true",
+                   help="instead: the full suite's offset cases through run_case (none, rules, "
+                        "oracle)")
     args = p.parse_args(argv)
+    if args.suite_offsets:
+        print(suite_offsets())
+        return 0
     t0 = time.perf_counter()
     rows: list[Row] = []
     srcs = [s for s in protocol_sources() if not args.only or args.only in s.name]
@@ -282,11 +389,16 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(cross_table(cross))
         rows += cross
+    if args.real_null:
+        real = run_real_null(srcs)
+        print()
+        print(cross_table(real, "real recordings under the pictures"))
+        rows += real
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=1)
-    return 1 if any(r.wrong for r in rows) else 0
+    return 1 if any(r.wrong or r.act_wrong for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ Durations still decide PAL and other known rate changes; the onsets are then map
 clock and the delay at t=0 is given only when the same tests pass. With equal stream durations
 the clock rate is read from the events (:func:`_clock_rate`: the rates that pair the most
 events); a rate that points away from 1 but does not pass gives ``cannot_tell``, never an
-offset. When the events cannot tell, a visible speaker's mouth is asked
-(:mod:`avagent.perception.faces`). Anything short of that is ``cannot_tell`` with
+offset. When the events cannot tell, a visible speaker's mouth
+(:mod:`avagent.perception.faces`) and the picture's activity against the sound's onset strength
+(:mod:`avagent.perception.activity`) are asked, side by side. Anything short of that is ``cannot_tell`` with
 ``audio_delay_ms=None``: no cue that cannot decide guesses.
 
 Sign: ``audio_delay_ms > 0`` means the sound comes later than the picture.
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avagent.perception.activity import activity_sync
 from avagent.perception.events import (
     BIAS_MS,
     TOL_S,
@@ -142,7 +144,7 @@ def estimate_sync(
             duration_ratio=ratio_r,
         )
     if glob is None:
-        return _from_mouth(y, sr, frames, window_ms, ratio)
+        return _from_content(y, sr, frames, window_ms, ratio, max_lag_s)
     found = _drift_from_content(tr)
     if isinstance(found, tuple):
         r, g, ps = found
@@ -167,7 +169,7 @@ def estimate_sync(
                 window_delays_ms=window_ms,
                 duration_ratio=ratio_r,
             )
-        return _from_mouth(y, sr, frames, window_ms, ratio)
+        return _from_content(y, sr, frames, window_ms, ratio, max_lag_s)
     delay = glob.delay_ms + BIAS_MS
     conf = _confidence(glob)
     verdict = "in_sync" if abs(delay) <= IN_SYNC_MS else "offset"
@@ -282,27 +284,42 @@ def _drift_from_content(tr: _Trains | None) -> tuple[float, Peak, list[Peak]] | 
     return (near if abs(near - r) <= RATE_SNAP else r), glob, peaks
 
 
-def _from_mouth(
-    y: np.ndarray, sr: int, frames: FrameSet, window_ms: list[float], ratio: float | None
+def _from_content(
+    y: np.ndarray, sr: int, frames: FrameSet, window_ms: list[float], ratio: float | None,
+    max_lag_s: float = MAX_LAG_S,
 ) -> SyncFacts:
-    """The last cue when the events cannot tell: a visible speaker's mouth
-    (:mod:`avagent.perception.faces`), or cannot_tell when it cannot decide either (or OpenCV
-    is not installed)."""
+    """The cues asked when the events cannot tell, side by side: a visible speaker's mouth
+    (:mod:`avagent.perception.faces`; skipped when OpenCV is not installed) and the picture's
+    activity against the sound's onset strength (:mod:`avagent.perception.activity`). A cue
+    that decides gives the verdict; when both decide they must agree within ``AGREE_MS`` (the
+    more confident one's delay is given), else cannot_tell."""
+    found: list[tuple[float, float, list[float]]] = []  # (delay ms, confidence, windows)
     try:
         from avagent.perception.faces import mouth_sync
 
         m = mouth_sync(y, sr, frames)
+        if m.delay_ms is not None:
+            found.append((m.delay_ms, _cue_confidence(m.z), m.window_ms))
     except ImportError:
+        pass
+    act = activity_sync(y, sr, frames, max_lag_s=max_lag_s)
+    if act.delay_ms is not None:
+        found.append((act.delay_ms, _cue_confidence(act.z), act.window_ms))
+    if not found or max(d for d, _, _ in found) - min(d for d, _, _ in found) > AGREE_MS:
         return _cannot_tell(window_ms, ratio)
-    if m.delay_ms is None:
-        return _cannot_tell(window_ms, ratio)
+    delay, conf, wins = max(found, key=lambda f: f[1])
     return SyncFacts(
-        verdict="in_sync" if abs(m.delay_ms) <= IN_SYNC_MS else "offset",
-        audio_delay_ms=m.delay_ms,
-        confidence=round(float(np.clip(0.3 + 0.05 * m.z, 0.3, 0.7)), 3),
-        window_delays_ms=m.window_ms,
+        verdict="in_sync" if abs(delay) <= IN_SYNC_MS else "offset",
+        audio_delay_ms=delay,
+        confidence=conf,
+        window_delays_ms=wins,
         duration_ratio=round(ratio, 5) if ratio else None,
     )
+
+
+def _cue_confidence(z: float) -> float:
+    """A content cue (mouth, activity) decided at ``z``: 0.3 + 0.05 z, at most 0.7."""
+    return round(float(np.clip(0.3 + 0.05 * z, 0.3, 0.7)), 3)
 
 
 def _decided(glob: Peak | None, peaks: list[Peak]) -> bool:
