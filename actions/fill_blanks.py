@@ -44,7 +44,10 @@ _SEARCH_MS = 40.0  # lags searched beyond the shortest allowed one (periods down
 _JOIN_MS = 2.0  # cross-fade joining a copy to the real signal at the gap's edges
 _LSAR_MAX_MS = 40.0  # gaps up to this long are interpolated by an AR model ...
 _FILL_TAU_S = 0.01  # a copied fill keeps its resemblance to the lost sound for about this long
-_FILL_FLOOR = 0.2  # ... and is kept at this gain in the middle of a long gap
+_FILL_FLOOR = 0.2  # ... and is kept at this gain in the middle of a long gap (when untested)
+_GAINS = np.linspace(0.1, 1.0, 10)  # mid-gap gains a fill is calibrated over on its context
+_TAUS_S = (0.01, 0.003, 0.001)  # ... and edge time constants (1 at the edge: no click)
+_GAIN_MIN = float(_GAINS[0])  # a fill never falls below this: the gap is not left silent
 _LSAR_ORDER_MS = 21.0  # ... of this order (1024 at 48 kHz: spans voice pitch periods)
 
 
@@ -173,8 +176,40 @@ def _given_spans(
 
 
 def _fill(x: np.ndarray, sr: int, gaps: list[tuple[int, int]]) -> np.ndarray:
-    """Fill ``gaps`` in ``x (channels, n)`` in place, left to right; returns ``x``."""
+    """Fill ``gaps`` in ``x (channels, n)`` in place, left to right; returns ``x``.
+
+    Each fill is weighted by how well the same fill predicts the context (:func:`_calibrated`):
+    a span of the gap's length just before and just after it is blanked, filled the same way
+    and compared with what was there. The gain in the middle of the gap (1 at its edges) is
+    the one that brought those test fills closest to the real sound, at least
+    :data:`_GAIN_MIN`: a fill as confident as the context is predictable, never silence.
+    """
     n = x.shape[-1]
+    taken = np.zeros(n, dtype=bool)
+    for s, e in gaps:
+        taken[s:e] = True
+    for i, (s, e) in enumerate(gaps):
+        # earlier gaps are already filled, so everything on the left is usable
+        right_lim = gaps[i + 1][0] if i + 1 < len(gaps) else n
+        est = _estimate(x, sr, s, e, 0, right_lim)
+        if est is None:
+            logger.warning("action=fill_blanks: no context around %d-%d; left as is", s, e)
+            continue
+        fill, joins, floor = est
+        taper = _calibrated(x, sr, s, e, right_lim, taken) or (floor, _FILL_TAU_S)
+        for (a, b), seg in joins:
+            x[:, a:b] = seg
+        x[:, s:e] = fill * _taper(e - s, sr, *taper)
+    return x
+
+
+def _estimate(
+    x: np.ndarray, sr: int, s: int, e: int, left_lim: int, right_lim: int
+) -> tuple[np.ndarray, list[tuple[tuple[int, int], np.ndarray]], float] | None:
+    """The untapered fill of ``x[:, s:e]`` from the context in ``[left_lim, right_lim)``, the
+    joins to write just outside the gap (``((a, b), samples)``), and the mid-gap gain used when
+    the fill cannot be tested (1 for the AR interpolation, the copies' agreement otherwise).
+    None without context. ``x`` is not changed."""
     ms = sr / 1000.0
     tpl, min_lag, search, join = (
         round(_TEMPLATE_MS * ms),
@@ -182,45 +217,68 @@ def _fill(x: np.ndarray, sr: int, gaps: list[tuple[int, int]]) -> np.ndarray:
         round(_SEARCH_MS * ms),
         round(_JOIN_MS * ms),
     )
-    for i, (s, e) in enumerate(gaps):
-        g = e - s
-        left_lim = 0  # earlier gaps are already filled, so everything on the left is usable
-        right_lim = gaps[i + 1][0] if i + 1 < len(gaps) else n
-        if g <= round(_LSAR_MAX_MS * ms):
-            order = min(round(_LSAR_ORDER_MS * ms), s // 3, (right_lim - e) // 3)
-            if order >= 16:
-                for ch in range(x.shape[0]):
-                    x[ch, s:e] = _lsar(x[ch], s, e, order, right_lim)
-                continue
-        mono = x.sum(axis=0)
+    g = e - s
+    if g <= round(_LSAR_MAX_MS * ms):
+        order = min(round(_LSAR_ORDER_MS * ms), (s - left_lim) // 3, (right_lim - e) // 3)
+        if order >= 16:
+            fill = np.stack([_lsar(x[ch], s, e, order, left_lim, right_lim)
+                             for ch in range(x.shape[0])])
+            return fill, [], 1.0
+    mono = x.sum(axis=0)
+    fwd = _lag(mono, s, g, tpl, min_lag, search, join, left_lim, right_lim, forward=True)
+    bwd = _lag(mono, e, g, tpl, min_lag, search, join, left_lim, right_lim, forward=False)
+    if fwd is None and bwd is None:
+        return None
+    f = _continue(x, s, g, fwd, join, forward=True) if fwd is not None else None
+    b = _continue(x, e, g, bwd, join, forward=False) if bwd is not None else None
+    joins = []
+    # Join the copies to the real signal just outside the gap (no click).
+    if f is not None:
+        r = _ramp(join)
+        joins.append(((s - join, s), x[:, s - join : s] * (1 - r) + f[:, :join] * r))
+        f = f[:, join:]
+    if b is not None:
+        r = _ramp(join)
+        joins.append(((e, e + join), b[:, g:] * (1 - r) + x[:, e : e + join] * r))
+        b = b[:, :g]
+    if f is None or b is None:
+        return (b if f is None else f), joins, _FILL_FLOOR
+    rho = _correlation(f, b)
+    return _crossfade(f, b), joins, _FILL_FLOOR + (1.0 - _FILL_FLOOR) * rho
 
-        fwd = _lag(mono, s, g, tpl, min_lag, search, join, left_lim, right_lim, forward=True)
-        bwd = _lag(mono, e, g, tpl, min_lag, search, join, left_lim, right_lim, forward=False)
-        if fwd is None and bwd is None:
-            logger.warning("action=fill_blanks: no context around %d-%d; left as is", s, e)
+
+def _calibrated(
+    x: np.ndarray, sr: int, s: int, e: int, right_lim: int, taken: np.ndarray
+) -> tuple[float, float] | None:
+    """The taper (mid-gap gain of :data:`_GAINS`, edge time constant of :data:`_TAUS_S`) that
+    brings fills of test spans beside the gap closest to what those spans hold; None when
+    neither side has room for a test."""
+    g = e - s
+    ms = sr / 1000.0
+    # context a fill reads on the far side of its span: the AR fit's or the copies' search
+    reach = max(3 * round(_LSAR_ORDER_MS * ms),
+                g + round((_TEMPLATE_MS + _JOIN_MS + _SEARCH_MS) * ms))
+    tests = [(s - reach - g, s - reach, 0, s), (e + reach, e + reach + g, e, right_lim)]
+    d = np.minimum(np.arange(g), np.arange(g)[::-1]) / sr
+    shapes = [(gain, tau) for tau in _TAUS_S for gain in _GAINS]
+    err = np.zeros(len(shapes))
+    tested = False
+    for a, b, lo, hi in tests:
+        if a - reach < lo or b + reach > hi or taken[max(0, a - reach) : b + reach].any():
             continue
-        f = _continue(x, s, g, fwd, join, forward=True) if fwd is not None else None
-        b = _continue(x, e, g, bwd, join, forward=False) if bwd is not None else None
-
-        # Join the copies to the real signal just outside the gap (no click).
-        if f is not None:
-            r = _ramp(join)
-            x[:, s - join : s] = x[:, s - join : s] * (1 - r) + f[:, :join] * r
-            f = f[:, join:]
-        if b is not None:
-            r = _ramp(join)
-            x[:, e : e + join] = b[:, g:] * (1 - r) + x[:, e : e + join] * r
-            b = b[:, :g]
-        rho = 0.0
-        if f is None:
-            x[:, s:e] = b
-        elif b is None:
-            x[:, s:e] = f
-        else:
-            rho = _correlation(f, b)
-            x[:, s:e] = _crossfade(f, b)
-        x[:, s:e] *= _confidence(g, sr, rho)
-    return x
+        truth = x[:, a:b]
+        if not np.any(truth):
+            continue
+        blank = x.copy()
+        blank[:, a:b] = 0.0
+        est = _estimate(blank, sr, a, b, lo, hi)
+        if est is None:
+            continue
+        fill = est[0]
+        for k, (gain, tau) in enumerate(shapes):
+            err[k] += float(np.sum((fill * (gain + (1.0 - gain) * np.exp(-d / tau)) - truth) ** 2))
+        tested = True
+    return shapes[int(np.argmin(err))] if tested else None
 
 
 def _correlation(f: np.ndarray, b: np.ndarray) -> float:
@@ -229,22 +287,20 @@ def _correlation(f: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(fm, bm) / denom, 0.0, 1.0)) if denom > 0 else 0.0
 
 
-def _confidence(g: int, sr: int, rho: float) -> np.ndarray:
-    """Gain over a copied fill of ``g`` samples: 1 at the edges, falling to ``_FILL_FLOOR``.
+def _taper(g: int, sr: int, floor: float, tau_s: float = _FILL_TAU_S) -> np.ndarray:
+    """Gain over a fill of ``g`` samples: 1 at the edges, falling to ``floor`` in the middle.
 
-    A copy from the context resembles what was lost near the edges and less so further in; its
+    A fill from the context resembles what was lost near the edges and less so further in; its
     error against the lost signal is lowest when it is weighted by that resemblance (the MMSE
     weight of an estimate is its correlation with the target). Without the taper a long
-    speech fill had twice the error energy of silence; the floor keeps the gap audibly filled.
-    Where the forward and backward copies agree (``rho``: sustained music) the sound is
-    predictable and the floor rises towards 1.
+    speech fill had twice the error energy of silence. ``floor`` is measured on the context
+    (:func:`_calibrated`) or, untested, the copies' agreement (sustained music: towards 1).
     """
     d = np.minimum(np.arange(g), np.arange(g)[::-1]) / sr
-    floor = _FILL_FLOOR + (1.0 - _FILL_FLOOR) * rho
-    return floor + (1.0 - floor) * np.exp(-d / _FILL_TAU_S)
+    return floor + (1.0 - floor) * np.exp(-d / tau_s)
 
 
-def _lsar(x: np.ndarray, s: int, e: int, p: int, right_lim: int) -> np.ndarray:
+def _lsar(x: np.ndarray, s: int, e: int, p: int, left_lim: int, right_lim: int) -> np.ndarray:
     """Least-squares AR interpolation (Janssen et al. 1986) of ``x[s:e]``, one channel.
 
     An AR(p) model is fitted on up to ``3p`` samples each side (autocorrelation method); the
@@ -255,7 +311,7 @@ def _lsar(x: np.ndarray, s: int, e: int, p: int, right_lim: int) -> np.ndarray:
     g = e - s
     ctx = 3 * p
     r = np.zeros(p + 1)
-    for seg in (x[max(0, s - ctx) : s], x[e : min(right_lim, e + ctx)]):
+    for seg in (x[max(left_lim, s - ctx) : s], x[e : min(right_lim, e + ctx)]):
         if seg.shape[0] > p:
             seg = seg * np.hanning(seg.shape[0])
             r += correlate(seg, seg, mode="full", method="fft")[seg.shape[0] - 1 :][: p + 1]

@@ -112,6 +112,11 @@ def _sinusoid_model(rows: np.ndarray, sr: int, freqs_hz: np.ndarray, bandwidth_h
     Each harmonic's baseband ``x * exp(-j w t)`` is averaged in blocks of ~5 ms (one matrix
     product for all harmonics), low-passed with a Gaussian whose -3 dB point is
     ``bandwidth_hz``, interpolated linearly back to full rate and remodulated.
+
+    Digital silence (runs of :data:`_SILENT_MS` or more at ``|x| <= 1e-6``: a dropout) holds no
+    hum: it is left out of the average and the model is zero there. Averaged in, three 120 ms
+    dropouts in 5 s left -21.8 dB of the hum's power (-31 dB now, -40 dB without dropouts),
+    and the model subtracted inside a dropout wrote an anti-hum into it.
     """
     m, n = rows.shape
     M = max(1, round(sr / 200))
@@ -123,15 +128,17 @@ def _sinusoid_model(rows: np.ndarray, sr: int, freqs_hz: np.ndarray, bandwidth_h
     E = np.exp(-1j * np.outer(np.arange(M), w))  # (M, H)
     block_phase = np.exp(-1j * np.outer(np.arange(B) * M, w))  # (B, H)
     c = (xb @ E) * block_phase / M  # (m, B, H): block means of the baseband, = amplitude / 2
-    # Zero the padded tail's influence on the last block's mean.
-    tail = B * M - n
-    if tail:
-        c[:, -1, :] *= M / (M - tail)
+    # The share of each block that holds sound (the padded tail and digital silence do not).
+    heard = np.zeros((m, B * M))
+    heard[:, :n] = ~_digital_silence(rows, sr)
+    share = heard.reshape(m, B, M).mean(axis=2)
     sigma_blocks = 0.1325 / bandwidth_hz * (sr / M)  # Gaussian with -3 dB at bandwidth_hz
-    # Normalised convolution (zeros outside, divided by the window's mass inside): at the clip
-    # edges the estimate averages what there is instead of a mirrored copy whose image terms
-    # (2w, neighbouring harmonics) would not cancel.
-    mass = gaussian_filter1d(np.ones(B), sigma_blocks, mode="constant")[None, :, None]
+    # Normalised convolution (zeros outside, divided by the mass of sound inside the window):
+    # at the clip edges and around dropouts the estimate averages what there is instead of a
+    # mirrored copy (whose image terms at 2w and neighbouring harmonics would not cancel) or
+    # the zeros of a dropout.
+    mass = np.maximum(gaussian_filter1d(share, sigma_blocks, axis=1, mode="constant"),
+                      1e-6)[:, :, None]
     c = (
         gaussian_filter1d(c.real, sigma_blocks, axis=1, mode="constant")
         + 1j * gaussian_filter1d(c.imag, sigma_blocks, axis=1, mode="constant")
@@ -143,4 +150,20 @@ def _sinusoid_model(rows: np.ndarray, sr: int, freqs_hz: np.ndarray, bandwidth_h
     Einv = np.conj(E).T  # (H, M): exp(+j w m)
     ramp = np.arange(M) / M
     hum = 2.0 * ((a0 @ Einv) + (da @ (Einv * ramp))).real
-    return hum.reshape(m, B * M)[:, :n]
+    return hum.reshape(m, B * M)[:, :n] * heard[:, :n]
+
+
+_SILENT_MS = 5.0  # a run of exact zeros this long is a dropout, not a zero crossing
+
+
+def _digital_silence(rows: np.ndarray, sr: int) -> np.ndarray:
+    """Samples of ``rows (m, n)`` in runs of at least :data:`_SILENT_MS` at ``|x| <= 1e-6``."""
+    quiet = np.abs(rows) <= 1e-6
+    out = np.zeros_like(quiet)
+    min_run = max(1, round(_SILENT_MS * sr / 1000))
+    for r in range(rows.shape[0]):
+        d = np.diff(np.concatenate([[0], quiet[r].astype(np.int8), [0]]))
+        for s, e in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True):
+            if e - s >= min_run:
+                out[r, s:e] = True
+    return out

@@ -114,15 +114,6 @@ class RulePlanner:
         if a.silent:
             return Plan(steps=[], planner=self.name, notes=["input is silent: nothing to repair"])
 
-        if a.dropouts:
-            times = ", ".join(f"{d.start_s:.2f}–{d.end_s:.2f} s" for d in a.dropouts[:4])
-            spans = [[round(d.start_s, 4), round(d.end_s, 4)] for d in a.dropouts[:64]]
-            steps.append(Step(
-                action="fill_blanks",
-                params={"spans_s": spans},
-                reasoning=f"{len(a.dropouts)} dropout(s) inside sound ({times}): fill from context",
-            ))
-
         declip = self._declip(facts)
         if declip is not None:
             steps.append(declip)
@@ -133,6 +124,18 @@ class RulePlanner:
                 params={"fundamental_hz": round(float(a.hum_hz), 2)},
                 reasoning=f"tonal mains hum at {a.hum_hz:.1f} Hz, {a.hum_db or 0:.0f} dB above "
                 "the floor: notch it and its harmonics",
+            ))
+
+        if a.dropouts:
+            # After the hum is gone, before denoising and before any shift moves the spans:
+            # the fill is calibrated on the context it continues (actions.fill_blanks), and a
+            # hum there is predictable where the programme is not.
+            times = ", ".join(f"{d.start_s:.2f}–{d.end_s:.2f} s" for d in a.dropouts[:4])
+            spans = [[round(d.start_s, 4), round(d.end_s, 4)] for d in a.dropouts[:64]]
+            steps.append(Step(
+                action="fill_blanks",
+                params={"spans_s": spans},
+                reasoning=f"{len(a.dropouts)} dropout(s) inside sound ({times}): fill from context",
             ))
 
         denoise = self._denoiser(facts, history)

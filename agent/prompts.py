@@ -60,7 +60,7 @@ Rules:
 - audio_delay_ms > 0 means the sound is LATE; fix it with speed(offset_ms = -audio_delay_ms).
 - Shift or change speed only when sync is measured as offset or drift, never when it cannot be told.
 - Denoise only when noise is measured (noise_kind not none); music is not noise.
-- Apply actions in this order: fill_blanks, remove_hum, denoise, speed/pitch, volume last.
+- Apply actions in this order: declip, remove_hum, fill_blanks, denoise, speed/pitch, volume last.
 Answer with JSON only: {"steps": [{"action": NAME, "params": {...}, "reasoning": "why"}]}.
 Actions (parameter: type, range, default):
 """

@@ -24,7 +24,8 @@ tags heard music, singing or speech in the input and no longer do; ``bands = exp
 more than 10 dB beyond the median change, ``c`` the input's noise component (a clean input's band
 removed is damage, a noisy input's noise band removed is the repair). Over a music bed the tags
 heard with no noise class (the planner's veto), ``music_bed = noise_in / noise_out`` takes back
-any credit for "less noise".
+any credit for "less noise"; so does ``quiet_enough`` (the same ratio) where the input's noise
+component is already acceptable (≥ 0.85): no repair scores above an untouched clean input.
 
 One interface, :class:`Scorer`: ``score(y, *, sr, frames=None, facts=None, before=None,
 timing_changed=False) -> (Scores, Facts)`` scores the untouched input (round 0) and every
@@ -241,12 +242,18 @@ def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]
         clean = comps["noise"]
         bands = math.exp(-clean * float(np.mean((drop / BAND_DROP_DB) ** 2)))
     out = {"content": content, "bands": bands}
+    nb, na = comps["noise"], alignment_components(after)["noise"]
+    credit = min(1.0, nb / na) if na > 0 else 1.0
     # A music bed the tags heard with no noise class beside it is programme, not noise: a
     # candidate earns no credit for "less noise" there (the planner's veto, mirrored).
     if tags_trusted and (music_share(tb) or 0.0) >= MUSIC_SHARE and (
         noise_share(tb) or 0.0) < NOISE_SHARE:
-        nb, na = comps["noise"], alignment_components(after)["noise"]
-        out["music_bed"] = min(1.0, nb / na) if na > 0 else 1.0
+        out["music_bed"] = credit
+    elif nb >= ACCEPT:
+        # Noise a careful listener already accepts in the input: removing more of it earns
+        # nothing, so a clean control's denoised copy (SNR 44 -> 60 dB: 0.9998 -> 0.9999)
+        # never scores above the untouched input.
+        out["quiet_enough"] = credit
     return out
 
 

@@ -103,8 +103,11 @@ def test_fill_blanks_on_real_programme_audio(source):
     for s, e in gaps:
         inside = out[0, s:e]
         lost = x[0, s:e]
-        # no silent gap left, and closer to what was lost than silence is
-        assert np.sqrt(np.mean(inside**2)) > 0.1 * np.sqrt(np.mean(lost**2))
+        # no silent gap left (no 10 ms run of digital silence, the bench's residue), and a fill
+        # within 26 dB of what was lost: a fill as confident as the context is predictable can
+        # be low (an onset after a pause: 0.09 of the lost level here), never silence
+        assert not metrics.silence_runs(inside, sr=SR, min_ms=10.0)
+        assert np.sqrt(np.mean(inside**2)) > 0.05 * np.sqrt(np.mean(lost**2))
         errs += np.sum((inside - lost) ** 2)
         lost_energy += np.sum(lost**2)
         # no click at the edges: the step at each edge is no bigger than the signal's own steps
@@ -114,5 +117,5 @@ def test_fill_blanks_on_real_programme_audio(source):
     # error inside the gaps (the benchmark's gap error): below silence's 0 dB
     gap_error_db = 10 * np.log10(errs / lost_energy)
     # music repeats itself and a copy resembles what was lost; speech onsets do not: measured
-    # +0.6 dB here (the taper keeps it near silence's 0 dB while leaving no silent gap)
-    assert gap_error_db < (-0.5 if source == "music" else 1.0), gap_error_db
+    # +0.2 dB here with the fill's gain calibrated on its context (+0.6 dB with the fixed taper)
+    assert gap_error_db < (-0.5 if source == "music" else 0.4), gap_error_db

@@ -50,11 +50,16 @@ def test_clean_clip_gets_the_empty_plan():
         # A shift on a guess is worse than none.
         ({}, {"verdict": "offset", "audio_delay_ms": 300.0, "confidence": 0.2}, []),
         ({}, {"verdict": "cannot_tell", "confidence": 0.0}, []),
-        # Mixture: order is fill → hum → denoise → timing → loudness.
+        # Mixture: order is hum → fill → denoise → timing → loudness (the fill is calibrated on
+        # its context: hum there is predictable where the programme is not; a shift would move
+        # the spans).
         ({"noise_kind": NoiseKind.BROADBAND, "snr_db": 5.0, "loudness_lufs": -40.0,
           "dropouts": [Dropout(start_s=1.0, end_s=1.1, kind="gap")]},
          {"verdict": "offset", "audio_delay_ms": -200.0, "confidence": 0.9},
          ["fill_blanks", "wiener", "speed", "volume"]),
+        ({"noise_kind": NoiseKind.HUM, "hum_hz": 50.0, "hum_db": 25.0, "snr_db": 8.0,
+          "loudness_lufs": -42.0, "dropouts": [Dropout(start_s=1.0, end_s=1.1, kind="gap")]},
+         None, ["remove_hum", "fill_blanks", "volume"]),
     ],
 )
 def test_rules_map_faults_to_actions(audio, sync, expected):
