@@ -32,20 +32,29 @@ __all__ = [
     "PlanAnswer",
     "action_table",
     "facts_brief",
+    "findings_brief",
     "plan_answer",
     "planner_messages",
 ]
 
 # Bump when the wording changes: training data records it, so an adapter tuned on one version is
 # not silently used with another.
-PROMPT_VERSION = "planner-v1"
+PROMPT_VERSION = "planner-v2"  # v2: the answer opens with "findings"
 
 MAX_DROPOUTS_SHOWN = 8
 
 
 class PlanAnswer(BaseModel):
-    """What the planner must answer (validated on our side after the server's schema)."""
+    """What the planner must answer (validated on our side after the server's schema).
 
+    ``findings`` comes first: the measurements the plan rests on, restated next to the decision
+    (:func:`findings_brief`). A small model decides "which actions, or none" at the first token
+    of ``steps``; with the facts restated just before it, it reads them from its own last words
+    instead of from a prompt 1,500 tokens long. Optional, so a server that leaves it out still
+    gives a plan.
+    """
+
+    findings: str = Field("", max_length=600)
     steps: list[Step] = Field(default_factory=list, max_length=6)
 
     def to_plan(self, planner: str) -> Plan:
@@ -61,7 +70,8 @@ Rules:
 - Shift or change speed only when sync is measured as offset or drift, never when it cannot be told.
 - Denoise only when noise is measured (noise_kind not none); music is not noise.
 - Apply actions in this order: declip, remove_hum, fill_blanks, denoise, speed/pitch, volume last.
-Answer with JSON only: {"steps": [{"action": NAME, "params": {...}, "reasoning": "why"}]}.
+Answer with JSON only: {"findings": "the measurements your plan rests on", \
+"steps": [{"action": NAME, "params": {...}, "reasoning": "why"}]}.
 Actions (parameter: type, range, default):
 """
 
@@ -156,12 +166,41 @@ def _kv(d: dict[str, Any]) -> str:
     return " ".join(out)
 
 
-def plan_answer(plan: Plan | Sequence[Step]) -> str:
+def findings_brief(facts: Facts) -> str:
+    """The measurements a plan rests on, one clause per fault family, in the answer's words:
+    what the model restates before it chooses (copied from the facts, never a decision)."""
+    a = facts.audio
+    parts = [f"loudness {a.loudness_lufs:.1f} LUFS" if a.loudness_lufs is not None
+             else "loudness unmeasured"]
+    if a.true_peak_dbtp is not None:
+        parts[0] += f", peak {a.true_peak_dbtp:.1f} dBTP"
+    parts.append(f"noise {a.noise_kind.value}" + (f" at {a.snr_db:.0f} dB SNR"
+                                                  if a.snr_db is not None else ""))
+    parts.append(f"hum {a.hum_hz:g} Hz at {a.hum_db:.0f} dB" if a.hum_hz and a.hum_db is not None
+                 else "hum none")
+    parts.append(f"dropouts {len(a.dropouts)}")
+    parts.append(f"clipping {a.clipping_fraction:.4f}" if a.clipping_fraction else "clipping none")
+    parts.append(f"music {a.music_likelihood:.2f}")
+    s = facts.sync
+    if s is None:
+        parts.append("sync not measured")
+    elif s.verdict in ("offset", "in_sync") and s.audio_delay_ms is not None:
+        parts.append(f"sync {s.verdict} {s.audio_delay_ms:+.0f} ms at confidence {s.confidence:.2f}")
+    elif s.verdict == "drift" and s.rate is not None:
+        parts.append(f"sync drift rate {s.rate:.4f}")
+    else:
+        parts.append(f"sync {s.verdict}")
+    return "; ".join(parts)
+
+
+def plan_answer(plan: Plan | Sequence[Step], findings: str | None = None) -> str:
     """The assistant's answer for ``plan``, exactly as the planner is asked to write it (compact
-    JSON, keys in schema order): the SFT target and the reflection turn's previous answer."""
+    JSON, keys in schema order): the SFT target and the reflection turn's previous answer.
+    ``findings`` (:func:`findings_brief` of the facts) opens the answer when given."""
     steps = plan.steps if isinstance(plan, Plan) else list(plan)
-    body = {"steps": [{"action": s.action, "params": s.params, "reasoning": s.reasoning}
-                      for s in steps]}
+    body: dict[str, Any] = {} if findings is None else {"findings": findings}
+    body["steps"] = [{"action": s.action, "params": s.params, "reasoning": s.reasoning}
+                     for s in steps]
     return json.dumps(body, ensure_ascii=False, separators=(", ", ": "))
 
 
@@ -213,6 +252,7 @@ def planner_messages(
     ]
     if history:
         last = history[-1]
-        messages.append({"role": "assistant", "content": plan_answer(last.plan)})
+        messages.append({"role": "assistant",
+                         "content": plan_answer(last.plan, findings_brief(facts))})
         messages.append({"role": "user", "content": _reflection(last)})
     return messages

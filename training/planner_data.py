@@ -342,7 +342,7 @@ def _job(args: tuple[str, int, int, float, bool, bool]) -> list[dict[str, Any]]:
 # -- rendering --------------------------------------------------------------------------------------
 def render(record: dict[str, Any]) -> list[dict[str, str]]:
     """The chat messages of one record: the planner's prompt, then the correct plan."""
-    from avagent.agent.prompts import plan_answer, planner_messages
+    from avagent.agent.prompts import findings_brief, plan_answer, planner_messages
     from avagent.agent.state import Plan, Round
     from avagent.perception.facts import Facts
 
@@ -350,7 +350,8 @@ def render(record: dict[str, Any]) -> list[dict[str, str]]:
     history = [Round.model_validate(r) for r in record["history"]]
     messages = planner_messages(facts, record["captions"], history)
     target = Plan.model_validate(record["target"])
-    return [*messages, {"role": "assistant", "content": plan_answer(target)}]
+    answer = plan_answer(target, findings_brief(facts))
+    return [*messages, {"role": "assistant", "content": answer}]
 
 
 def write_splits(records: list[dict[str, Any]], out: Path) -> dict[str, int]:

@@ -6,7 +6,13 @@ import json
 
 from avagent.actions import ACTIONS
 from avagent.agent.planner import RulePlanner
-from avagent.agent.prompts import PlanAnswer, action_table, plan_answer, planner_messages
+from avagent.agent.prompts import (
+    PlanAnswer,
+    action_table,
+    findings_brief,
+    plan_answer,
+    planner_messages,
+)
 from avagent.agent.state import Round
 from avagent.perception.facts import Dropout, NoiseKind
 from avagent.reflection.scorers import Scores
@@ -44,7 +50,8 @@ def test_later_round_adds_the_last_plan_and_its_reflection():
                feedback="weak: noise")
     msgs = planner_messages(f, CAPTIONS, [r1, r2])
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
-    assert json.loads(msgs[2]["content"]) == {"steps": []}  # only the LAST round is shown
+    # only the LAST round is shown, opening with the findings it rested on
+    assert json.loads(msgs[2]["content"]) == {"findings": findings_brief(f), "steps": []}
     assert "Round 2 result: alignment 0.61, sync 0.93 (noise 0.40)" in msgs[3]["content"]
     assert "weak: noise" in msgs[3]["content"]
 
@@ -60,3 +67,18 @@ def test_plan_answer_round_trips_through_the_answer_model():
 
 def test_action_table_is_one_line_per_action():
     assert len(action_table().splitlines()) == len(ACTIONS)
+
+
+def test_findings_restate_each_family_and_open_the_answer():
+    f = facts({"noise_kind": NoiseKind.HUM, "hum_hz": 50.0, "hum_db": 25.0, "snr_db": 8.0,
+               "loudness_lufs": -40.0})
+    text = findings_brief(f)
+    for part in ("loudness -40.0 LUFS", "noise hum at 8 dB SNR", "hum 50 Hz at 25 dB",
+                 "dropouts 0", "clipping none", "music"):
+        assert part in text, (part, text)
+    plan = RulePlanner().plan(f, {}, [])
+    answer = plan_answer(plan, text)
+    assert answer.startswith('{"findings": ') and answer.index('"findings"') < answer.index('"steps"')
+    back = PlanAnswer.model_validate_json(answer)
+    assert back.findings == text and len(back.steps) == len(plan.steps)
+    assert PlanAnswer.model_validate_json('{"steps": []}').findings == ""  # optional
