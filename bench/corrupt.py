@@ -203,14 +203,25 @@ def _varispeed(x: np.ndarray, rate: float) -> np.ndarray:
     return out[:, :m]
 
 
-def drift(y: np.ndarray, *, sr: int, rate: float = 1.002, seed: int = 0) -> Result:
+def drift(y: np.ndarray, *, sr: int, rate: float = 1.002, equal_length: bool = False,
+          seed: int = 0) -> Result:
     """Audio clock ``rate`` times the video clock (1.001-1.003 typical): the sound runs fast,
-    ends early and drifts ahead by ``(1 - 1/rate)`` of the elapsed time; pitch follows."""
+    ends early and drifts ahead by ``(1 - 1/rate)`` of the elapsed time; pitch follows.
+
+    ``equal_length``: the drifted sound is then cut or padded (silence at the end) to the
+    input's length, as a muxer does that fits the audio stream to the picture's; the stream
+    durations then say nothing and only the content can find the rate."""
     x, was_1d = _as2d(y)
     out = _varispeed(x, rate)
+    if equal_length:
+        n = x.shape[-1]
+        out = out[:, :n] if out.shape[-1] >= n else np.pad(out, ((0, 0), (0, n - out.shape[-1])))
+    params: dict[str, Any] = {"rate": float(rate)}
+    if equal_length:
+        params["equal_length"] = True
     truth = Truth(
         family="drift",
-        params={"rate": float(rate)},
+        params=params,
         repair=[
             RepairStep(
                 action="speed",

@@ -241,6 +241,11 @@ def sources(size: str) -> list[Source]:
 NOISE_KINDS_FULL = ("white", "pink", "brown", "wind", "hiss", "ambience")
 
 
+# Clock rates of the full suite's drift family (one per source, in turn): 0.5-5 % either way,
+# the sound cut or padded to the picture's length so that the stream durations cannot tell.
+EQUAL_DRIFTS = (1.01, 0.995, 1.02, 1.03, 0.98, 1.005, 1.045, 0.97, 0.99)
+
+
 def fault_specs(size: str, source_index: int = 0) -> list[tuple[str, Any]]:
     """The faults planted in source number ``source_index`` of a suite. In the full suite each
     noise kind comes at one SNR per source, rotating over 0, 5 and 10 dB across the sources."""
@@ -261,7 +266,12 @@ def fault_specs(size: str, source_index: int = 0) -> list[tuple[str, Any]]:
     specs += [("hum", {"fundamental_hz": f, "snr_db": 5.0}) for f in (50.0, 60.0)]
     delays = (-800.0, -300.0, 120.0, 450.0) if size == "full" else (-300.0, 450.0)
     specs += [("offset", {"audio_delay_ms": d}) for d in delays]
-    specs += [("drift", {"rate": 1.002}), ("pal", {})]
+    if size == "full":
+        # issue 12: 0.5-5 % of drift with equal stream durations, one rate per source
+        rate = EQUAL_DRIFTS[source_index % len(EQUAL_DRIFTS)]
+        specs += [("drift", {"rate": rate, "equal_length": True}), ("pal", {})]
+    else:
+        specs += [("drift", {"rate": 1.002}), ("pal", {})]
     specs += [("quiet", {"target_lufs": -40.0}), ("clipped", {"gain_db": 12.0}),
               ("dropouts", {"count": 3})]
     specs += [
@@ -291,6 +301,8 @@ def _slug(family: str, params: Any) -> str:
         return f"hum{params['fundamental_hz']:g}-{params['snr_db']:g}dB"
     if family == "offset":
         return f"offset{params['audio_delay_ms']:+g}ms"
+    if family == "drift" and params.get("equal_length"):
+        return f"drift{params['rate']:g}="
     return family
 
 
