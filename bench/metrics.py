@@ -288,16 +288,31 @@ def gap_residue(y: np.ndarray, *, sr: int, min_ms: float = 10.0, floor: float = 
 
 
 def span_error_db(
-    reference: np.ndarray, estimate: np.ndarray, spans_s: list[tuple[float, float]], *, sr: int
+    reference: np.ndarray, estimate: np.ndarray, spans_s: list[tuple[float, float]], *, sr: int,
+    context_s: float = 1.0,
 ) -> float:
-    """Error energy inside ``spans_s`` relative to the reference's energy there (dB).
+    """Error energy inside ``spans_s`` relative to the reference's energy there (dB), with the
+    estimate first brought to the reference's level.
 
-    0 dB is what leaving a dropout silent scores; below 0 the fill resembles what was lost.
+    0 dB is what leaving a dropout silent scores; below 0 the fill resembles what was lost. The
+    level is the least-squares gain of the estimate onto the reference over ``context_s`` around
+    each span (the spans left out): a repair that also normalised the loudness (a quiet clip
+    brought up 20 dB) is judged on its fill, not on the level change, which the loudness measure
+    judges. The gain is read outside the spans, so it cannot flatter a fill.
     """
     r, e = _pair(reference, estimate)
-    idx = np.zeros(r.shape[-1], dtype=bool)
+    n = r.shape[-1]
+    idx = np.zeros(n, dtype=bool)
+    near = np.zeros(n, dtype=bool)
+    c = int(context_s * sr)
     for a, b in spans_s:
-        idx[int(a * sr) : int(b * sr)] = True
-    err = np.sum((e[..., idx] - r[..., idx]) ** 2)
+        i, j = int(a * sr), int(b * sr)
+        idx[i:j] = True
+        near[max(0, i - c) : min(n, j + c)] = True
+    near &= ~idx
+    ee = float(np.sum(e[..., near] ** 2))
+    g = float(np.sum(e[..., near] * r[..., near])) / ee if ee > _EPS else 1.0
+    g = g if g > 0 else 1.0
+    err = np.sum((g * e[..., idx] - r[..., idx]) ** 2)
     ref = np.sum(r[..., idx] ** 2)
     return float(10 * np.log10((err + _EPS) / (ref + _EPS)))

@@ -59,7 +59,11 @@ def render_benchmarks(results: dict[str, Any], command: str, asset_dir: str,
            "left and acceptability, not on SI-SDR gain; and SI-SDR is capped at 60 dB, so a "
            "pure level change reads 60 dB in and any later touch reads as a (harmless) loss. "
            "Cases whose only faults are timing are judged on timing: residual offset at the "
-           "middle and the end, and pitch.", "",
+           "middle and the end, and pitch. The offset is the lag that best pairs both the "
+           "amplitude envelopes and the waveforms, so a drifting clip reads its drift, not a "
+           "repeat of its music (`bench/metrics.residual_offset_ms`). The drift family's audio "
+           "clock runs 0.5-5 % off with the sound cut or padded to the picture's length: the "
+           "stream durations cannot tell, only the content can.", "",
            "## Targets", "", *table(["target", "measured", "verdict"], benchmark_targets(results)),
            "", *render_split(results), f"![mean SI-SDR gain per family and system]({asset_dir}/gain.png)", "",
            f"![share acceptable per family and system]({asset_dir}/acceptable.png)", "",

@@ -62,20 +62,24 @@ def music_worst(results: dict[str, Any], pred: Pred) -> tuple[float | None, int,
 
 
 def dropouts(results: dict[str, Any], pred: Pred) -> tuple[float | None, float | None,
-                                                           float | None, int]:
-    """Share of dropout cases (alone or in a mixture) left with no gap, and the mean error
-    inside the gaps for the agent and for ``none`` (silence, 0 dB)."""
+                                                           float | None, int, int]:
+    """Share of dropout cases (alone or in a mixture) left with no gap, the mean error inside
+    the gaps for the agent and for ``none`` (silence, 0 dB), the number of cases, and in how
+    many of them the agent's fill is closer to the lost original than silence (below 0 dB)."""
     p = _and(lambda c: "dropouts" in c.get("faults", [c["family"]]), pred)
     rows = rows_of(results, AGENT, p)
     if not rows:
-        return None, None, None, 0
+        return None, None, None, 0, 0
     filled = sum(1 for r in rows if r.get("gaps") == 0) / len(rows)
 
-    def err(system: str) -> float | None:
-        v = [float(r["gap_error_db"]) for r in rows_of(results, system, p)
-             if isinstance(r.get("gap_error_db"), (int, float))]
+    def errs(system: str) -> list[float]:
+        return [float(r["gap_error_db"]) for r in rows_of(results, system, p)
+                if isinstance(r.get("gap_error_db"), (int, float))]
+
+    def mean(v: list[float]) -> float | None:
         return sum(v) / len(v) if v else None
-    return filled, err(AGENT), err("none"), len(rows)
+    below = sum(1 for v in errs(AGENT) if v < 0.0)
+    return filled, mean(errs(AGENT)), mean(errs("none")), len(rows), below
 
 
 def oracle_share(results: dict[str, Any], pred: Pred) -> float | None:
@@ -164,9 +168,9 @@ def split_targets(results: dict[str, Any]) -> list[list[str]]:
 
     dr = [dropouts(results, p) for p in sp]
     rows.append(["dropouts (alone or mixed): 100 % filled; gap error below silence's "
-                 "(agent vs `none`)",
-                 *(f"{percent(f)} filled; {number(ea)} vs {number(en)} dB (n={n})" if n else "–"
-                   for f, ea, en, n in dr),
+                 "(agent vs `none`, mean; cases below silence)",
+                 *(f"{percent(f)} filled; {number(ea)} vs {number(en)} dB; {b} of {n} below"
+                   if n else "–" for f, ea, en, n, b in dr),
                  _verdict(None if not dr[0][3] else (
                      dr[0][0] == 1.0 and dr[0][1] is not None and dr[0][2] is not None
                      and dr[0][1] < dr[0][2]))])

@@ -149,3 +149,12 @@ def test_span_error_db_of_silent_gap_is_zero(speechlike: np.ndarray) -> None:
     y[SR : SR + 4800] = 0.0
     assert metrics.span_error_db(speechlike, y, [(1.0, 1.1)], sr=SR) == pytest.approx(0.0, abs=1e-6)
     assert metrics.span_error_db(speechlike, speechlike, [(1.0, 1.1)], sr=SR) < -100
+
+
+def test_span_error_db_ignores_a_level_change(speechlike: np.ndarray) -> None:
+    # The same perfect fill, the whole clip 20 dB louder (a quiet clip normalised): still perfect;
+    # a fill at the old level inside the louder clip is what the measure catches.
+    assert metrics.span_error_db(speechlike, 10 * speechlike, [(1.0, 1.1)], sr=SR) < -100
+    wrong = 10 * speechlike
+    wrong[..., SR : SR + SR // 10] /= 10
+    assert metrics.span_error_db(speechlike, wrong, [(1.0, 1.1)], sr=SR) > -1.0
