@@ -66,7 +66,7 @@ def test_split_targets_count_each_split_apart():
     music = next(r for r in split_targets(res) if r[0].startswith("music/ambience"))
     assert music[cols["all"]] == "-2.0 dB; 1 of 2" and music[-1] == "**misses**"
     drop = next(r for r in split_targets(res) if r[0].startswith("dropouts"))
-    assert drop[cols["untuned"]] == "100 % filled; -3.0 vs +0.0 dB (n=1)" and drop[-1] == "holds"
+    assert drop[cols["untuned"]] == "100 % filled; -3.0 vs +0.0 dB; 1 of 1 below" and drop[-1] == "holds"
     page = "\n".join(render_split(res))
     assert "`event:speech0`, `video:bigbuckbunny.mp4`" in page
 
