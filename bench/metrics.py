@@ -162,7 +162,7 @@ def residual_offset_ms(
     er, hop = _envelope(r, sr)
     ee, _ = _envelope(e, sr)
     ce, me = _xcorr(ee, er, max_ms * sr / 1000.0 / hop)
-    # both as correlation coefficients; the waveform's as its best within 5 ms of each
+    # both as correlation coefficients; the waveform's as its best within _REFINE_MS of each
     # envelope lag (what a small drift leaves of its peak)
     w = max(1, round(_REFINE_MS * sr / 1000.0))
     cw = maximum_filter1d(c, 2 * w + 1, mode="nearest") / (

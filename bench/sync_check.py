@@ -146,9 +146,7 @@ def run_source(src: suite.Source) -> list[Row]:
     y, _ = corrupt.corrupt("pal", src.y, sr=src.sr)
     rows.append(_score(src, "pal", None, y))
     for rate in EQUAL_DRIFTS:
-        y, _ = corrupt.corrupt("drift", src.y, sr=src.sr, rate=rate)
-        n = src.y.shape[-1]
-        y = y[:, :n] if y.shape[-1] >= n else np.pad(y, ((0, 0), (0, n - y.shape[-1])))
+        y, _ = corrupt.corrupt("drift", src.y, sr=src.sr, rate=rate, equal_length=True)
         rows.append(_score_drift(src, rate, y))
     return rows
 
