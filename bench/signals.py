@@ -53,6 +53,10 @@ REAL_NOISES: dict[str, tuple[str, str]] = {
     "hiss": ("sonicpi", "vinyl_hiss.flac"),
     "ambience": ("lugaru", "DesertAmbient.ogg"),
     "fire": ("lugaru", "Fire.ogg"),
+    "applause": ("crowd", "applause.wav"),
+    "rain": ("rain", "Rain_Loop.ogg"),
+    "traffic": ("traffic", "city.ogg"),
+    "engine": ("engine", "carEngine.ogg"),
 }
 SYNTHETIC_NOISES = ("white", "pink", "brown")
 NOISE_KINDS = SYNTHETIC_NOISES + tuple(REAL_NOISES)

@@ -239,6 +239,9 @@ def sources(size: str) -> list[Source]:
 # -- faults ----------------------------------------------------------------------------------------
 # (family, params) per suite size. Mixtures are lists of faults. Offsets are drawn per case.
 NOISE_KINDS_FULL = ("white", "pink", "brown", "wind", "hiss", "ambience")
+# Real recordings of the noises people film in (issue 11): planted after every other fault of
+# the full suite, so that adding them left the seeds and SNRs of the cases before them alone.
+NOISE_KINDS_REAL = ("applause", "rain", "traffic", "engine")
 
 
 # Clock rates of the full suite's drift family (one per source, in turn): 0.5-5 % either way,
@@ -289,6 +292,8 @@ def fault_specs(size: str, source_index: int = 0) -> list[tuple[str, Any]]:
                          ("hum", {"fundamental_hz": 50.0, "snr_db": 10.0})]),
             ("clean", {}),
         ]
+        specs += [("noise", {"kind": k, "snr_db": snrs[(i + source_index) % 3]})
+                  for i, k in enumerate(NOISE_KINDS_REAL)]
     return specs
 
 

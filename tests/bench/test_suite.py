@@ -29,6 +29,16 @@ def test_same_seed_same_suite(tiny: list[suite.Case]) -> None:
     assert suite.case_digest(other) != suite.case_digest(tiny)  # the seed reaches the faults
 
 
+def test_full_suite_plants_real_noises_last() -> None:
+    # adding the real noise kinds must leave every earlier fault (and so its seed) where it was
+    for si in range(9):
+        specs = suite.fault_specs("full", si)
+        n = len(suite.NOISE_KINDS_REAL)
+        assert [p["kind"] for _, p in specs[-n:]] == list(suite.NOISE_KINDS_REAL)
+        assert not any(f == "noise" and p["kind"] in suite.NOISE_KINDS_REAL for f, p in specs[:-n])
+        assert {p["snr_db"] for _, p in specs[-n:]} <= {0.0, 5.0, 10.0}
+
+
 def test_tiny_suite_covers_control_single_and_mixture(tiny: list[suite.Case]) -> None:
     fams = [c.family for c in tiny]
     assert fams == ["clean", "hum", "offset", "mixture"]

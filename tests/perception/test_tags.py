@@ -51,6 +51,19 @@ def test_real_applause_is_applause(media_dir):
 
 
 @pytest.mark.media
+@pytest.mark.parametrize(("source", "name", "group", "top"), [
+    ("rain", "Rain_Loop.ogg", "water", "Rain"),  # Ardentryst's rain loop
+    ("engine", "carEngine.ogg", "vehicle", "Vehicle"),  # DustRacing2D's car engine
+])
+def test_real_noise_recordings_are_heard_as_noise(media_dir, source, name, group, top):
+    # the benchmark's real noise kinds: heard as the noise they are, not as programme content
+    y, sr = _read(media_dir / source / name)
+    t = tags.tag_audio(y[:, : 10 * sr], sr=sr)
+    assert t.top[0][0] == top and t.share(group) >= 0.9
+    assert t.share("music") == 0.0 and t.share("speech") == 0.0
+
+
+@pytest.mark.media
 def test_real_wind_is_heard_as_wind(media_dir):
     y, sr = _read(media_dir / "lugaru" / "Wind.ogg")
     t = tags.tag_audio(y[:, : 20 * sr], sr=sr)
