@@ -28,7 +28,7 @@ from avagent.bench import corrupt, media, signals
 from avagent.perception.frames import FrameSet
 
 SR = signals.SR
-FPS = 12.5  # the rate perception samples real videos at (Settings.frame_rate_hz)
+FPS = 25.0  # the rate perception samples real videos at (Settings.frame_rate_hz)
 FRAME_W, FRAME_H = 160, 90
 SIZES = ("tiny", "small", "full")
 

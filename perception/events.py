@@ -5,7 +5,7 @@
 * **picture**: frame changes (in colour when the frames carry it: a flash may change hue far
   more than grey level) that stand out of the motion around them. A camera shows an event from
   the first frame at or after it, so each visual event is the interval ``(t[i-1], t[i]]``
-  between the two frames it falls between (80 ms at 12.5 fps), not a point. Scene cuts are not
+  between the two frames it falls between (40 ms at 25 fps), not a point. Scene cuts are not
   events; a flash (a jump that returns to the picture before it within a few frames) is one
   event, at its onset, not two.
 

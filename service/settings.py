@@ -38,7 +38,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="longer stereo inputs are streamed (scaled by 2/channels), s")
     scratch_dir: Path | None = Field(None, description="spool files of long inputs (default TMPDIR)")
     max_upload_mb: float = Field(512.0, gt=0)
-    frame_rate_hz: float = Field(12.5, gt=0, description="video frames sampled for perception")
+    frame_rate_hz: float = Field(25.0, gt=0, description="video frames sampled for perception")
     frame_width: int = Field(160, ge=16, description="sampled frames are resized to this width")
     # Colour frames for the sync estimator's visual events (a lamp may change hue far more than
     # grey level); 3x the frame memory of a whole-clip input (docs/sync.md).

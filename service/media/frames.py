@@ -155,7 +155,7 @@ def _frames(
 def load_frames(
     path: PathLike,
     *,
-    fps: float = 12.5,
+    fps: float = 25.0,
     width: int = 160,
     max_duration_s: float | None = None,
     colour: bool = False,
