@@ -124,10 +124,13 @@ def video_caption(v: VideoFacts) -> str:
     if v.static:
         body = "a still picture or slides with (almost) no motion"
     else:
+        # motion_mean is change per sampled frame: per 80 ms (12.5 fps, where these levels
+        # were set), so that smooth motion reads about the same at any sampling rate
+        per_80ms = v.motion_mean * (v.sample_fps / 12.5 if v.sample_fps else 1.0)
         level = (
             "little motion"
-            if v.motion_mean < 0.01
-            else ("moderate motion" if v.motion_mean < 0.04 else "strong motion")
+            if per_80ms < 0.01
+            else ("moderate motion" if per_80ms < 0.04 else "strong motion")
         )
         body = level
         if v.active_spans:

@@ -6,7 +6,7 @@ changes, in colour when the frames carry it, flashes counted once).
 For every lag in ±``max_lag_s`` (1 ms steps) we count the visual events that have a sound onset
 inside their interval (±``TOL_S``). The best lag is the centre of the plateau of the top count:
 with events at random phases of the frame clock, the intersection of their intervals pins the
-delay to a few ms although each frame spans 80 ms. Sound onsets with no visual event (off-screen
+delay to a few ms although each frame spans 40 ms (25 fps). Sound onsets with no visual event (off-screen
 sound, syllables a mouth does not show) do not lower the count, which is what flattened the old
 envelope correlation.
 

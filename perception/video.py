@@ -94,7 +94,7 @@ def analyze_video(frames: FrameSet) -> VideoFacts:
     Parameters
     ----------
     frames : FrameSet
-        Grey frames sampled at ``frames.sample_fps`` (e.g. 12.5 fps, 160 px wide).
+        Grey frames sampled at ``frames.sample_fps`` (e.g. 25 fps, 160 px wide).
 
     Returns
     -------

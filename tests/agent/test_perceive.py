@@ -68,3 +68,15 @@ def test_ten_seconds_perceived_fast(planted):
     perceive(y, sr=sr, frames=frames, speech_quality=True)
     # ≤ ~1 s on an idle core; generous bound for the shared CI box
     assert time.perf_counter() - t0 < 3.0
+
+
+def test_motion_level_in_the_caption_does_not_depend_on_the_sampling_rate():
+    from avagent.perception.facts import VideoFacts
+
+    def caption(sample_fps: float, motion: float) -> str:
+        return video_caption(VideoFacts(duration_s=5.0, fps=25, width=1280, height=720,
+                                        sample_fps=sample_fps, motion_mean=motion))
+
+    # the same smooth pan: half the change per frame when sampled twice as often
+    assert "moderate motion" in caption(12.5, 0.012) and "moderate motion" in caption(25.0, 0.006)
+    assert "little motion" in caption(25.0, 0.004)
