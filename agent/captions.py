@@ -126,7 +126,7 @@ def video_caption(v: VideoFacts) -> str:
     else:
         # motion_mean is change per sampled frame: per 80 ms (12.5 fps, where these levels
         # were set), so that smooth motion reads about the same at any sampling rate
-        per_80ms = v.motion_mean * (v.sample_fps / 12.5 if v.sample_fps else 1.0)
+        per_80ms = v.motion_mean * (v.sample_fps / 12.5 if v.sample_fps > 0 else 1.0)
         level = (
             "little motion"
             if per_80ms < 0.01

@@ -70,7 +70,7 @@ def detect_faces(frames: FrameSet, every: int | None = None) -> dict[int, list[t
 
     casc = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     if every is None:
-        every = max(1, round(DETECT_EVERY_S * float(frames.sample_fps or 12.5)))
+        every = max(1, round(DETECT_EVERY_S * float(frames.sample_fps)))
     out = {}
     up = UPSCALE if frames.frames.shape[2] < 320 else 1
     for i in range(0, frames.frames.shape[0], every):
