@@ -16,7 +16,11 @@ sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²),
     guessed shift. A rate fault perception detected (verdict "drift": clock drift, PAL left in)
     multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
     stream durations is normal and not penalised.
-Audio-only inputs get sync = 1 (nothing to be in sync with).
+Audio-only inputs get sync = 1 (nothing to be in sync with). A candidate whose own estimate
+cannot tell, of an input whose estimate was decided (an offset, or in sync), is given the
+input's delay moved by the shift its content print measured against the input, at the input's
+confidence (:func:`shifted_sync`): a shift the picture asked for reads in sync, one in the wrong
+direction twice as far off.
 A candidate (scored with ``before``, the input's facts) is also judged on damage, multiplied into
 alignment: ``content = exp(−(lost / 0.25)²)``, ``lost`` the largest share of patches in which the
 tags heard music, singing or speech in the input and no longer do; ``bands = exp(−c · mean((drop /
@@ -51,6 +55,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from avagent.errors import ParameterError
+from avagent.perception.content import ContentChange
 from avagent.perception.facts import AudioFacts, Facts, SyncFacts
 from avagent.perception.frames import FrameSet
 
@@ -173,10 +178,12 @@ class EmbeddedScorer:
         if facts is None:
             facts = self._measure(y, sr=sr, frames=frames, before=before,
                                   timing_changed=timing_changed)
-        scores = scores_from_facts(facts)
-        if before is not None:
-            scores = with_damage(scores, damage_components(before.audio, facts.audio,
-                                                           sync=before.sync))
+        if before is None:
+            return scores_from_facts(facts), facts
+        change = content_change(before.audio, facts.audio)
+        facts = facts.model_copy(update={"sync": shifted_sync(before.sync, facts.sync, change)})
+        scores = with_damage(scores_from_facts(facts), damage_components(
+            before.audio, facts.audio, sync=before.sync, change=change))
         return scores, facts
 
     @staticmethod
@@ -236,8 +243,38 @@ def noise_energy_share(snr_db: float) -> float:
     return 1.0 / (1.0 + 10.0 ** (snr_db / 10.0))
 
 
-def print_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None
-                     ) -> dict[str, float]:
+def content_change(before: AudioFacts, after: AudioFacts) -> ContentChange | None:
+    """The candidate against its input's content print; None without prints."""
+    if before.content is None or after.content is None or before.silent:
+        return None
+    from avagent.perception.content import compare
+
+    return compare(before.content, after.content)
+
+
+def shifted_sync(before: SyncFacts | None, after: SyncFacts | None,
+                 change: ContentChange | None) -> SyncFacts | None:
+    """The candidate's sync: its own estimate where it decided one; where it cannot tell and
+    the input's estimate was decided (an offset or in sync, not a drift), the input's delay
+    moved by the shift the candidate made against the input (``lag_ms`` > 0: sound later), at
+    the input's confidence. A shift that cannot be measured (the content is gone) infers
+    nothing."""
+    if (after is None or after.audio_delay_ms is not None or before is None
+            or before.audio_delay_ms is None or before.verdict not in ("offset", "in_sync")
+            or change is None or change.lag_ms is None):
+        return after
+    from avagent.perception.sync import IN_SYNC_MS
+
+    delay = float(before.audio_delay_ms) + change.lag_ms
+    return after.model_copy(update={
+        "verdict": "in_sync" if abs(delay) <= IN_SYNC_MS else "offset",
+        "audio_delay_ms": round(delay, 1), "confidence": before.confidence,
+        "window_delays_ms": [],
+    })
+
+
+def print_components(before: AudioFacts, change: ContentChange | None,
+                     sync: SyncFacts | None = None) -> dict[str, float]:
     """``kept`` and ``moved`` in [0, 1] from the content prints (empty without them).
 
     ``kept = exp(-(max(0, 0.7 (1 - n) - r) / 0.15)^2)``: ``r`` the correlation of the two mel
@@ -246,11 +283,8 @@ def print_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | No
     beyond 10 ms (scale 40 ms) and the pitch change beyond 5 cents (scale 20 cents), each
     unless the input's sync verdict explains it (an offset or drift: a shift; a drift: pitch).
     """
-    if before.content is None or after.content is None:
+    if change is None:
         return {}
-    from avagent.perception.content import compare
-
-    change = compare(before.content, after.content)
     need = KEPT_CORRELATION * (1.0 - noise_energy_share(before.snr_db))
     kept = math.exp(-((max(0.0, need - change.correlation) / KEPT_SCALE) ** 2))
     verdict = sync.verdict if sync is not None else None
@@ -262,10 +296,11 @@ def print_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | No
     return {"kept": kept, "moved": moved}
 
 
-def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None
-                      ) -> dict[str, float]:
+def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None,
+                      change: ContentChange | None = None) -> dict[str, float]:
     """``content``, ``bands``, ``kept`` and ``moved`` in [0, 1]: 1 when the candidate kept what
-    the input had (``sync``: the input's, which explains a shift or a rate change)."""
+    the input had (``sync``: the input's, which explains a shift or a rate change; ``change``:
+    :func:`content_change`, measured here when not given)."""
     from avagent.perception.tags import (
         CONTENT_GROUPS,
         MUSIC_SHARE,
@@ -276,7 +311,7 @@ def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | N
 
     if before.silent:
         return {}
-    prints = print_components(before, after, sync)
+    prints = print_components(before, change or content_change(before, after), sync)
     tb, ta = before.tags, after.tags
     if tb is None or ta is None:
         return prints

@@ -108,3 +108,26 @@ def test_a_pitch_change_with_no_rate_fault_is_damage(tabla):
     got, _ = scorer.score(apply_action("pitch", tabla, sr=SR, semitones=0.5), sr=SR,
                           before=facts)
     assert got.details["moved"] < 0.1 and got.alignment < base.alignment, got.details
+
+
+@pytest.mark.parametrize(("offset_ms", "in_sync"), [(-300.0, True), (200.0, False)])
+def test_a_candidate_that_cannot_tell_its_sync_inherits_the_input_delay_moved(
+        tabla, offset_ms, in_sync):
+    # the input's sound was measured 300 ms late; the candidate's own estimate cannot tell
+    # (periodic music), so its delay is the input's moved by the shift it made against it
+    from avagent.perception.audio import analyze_audio
+    from avagent.perception.facts import Facts, SyncFacts, VideoFacts
+
+    scorer = get_scorer("embedded")
+    _, facts = scorer.score(tabla, sr=SR)
+    video = VideoFacts(duration_s=6.0, fps=25.0, width=64, height=64, sample_fps=25.0,
+                       motion_mean=0.1)
+    late = facts.model_copy(update={"video": video, "sync": SyncFacts(
+        verdict="offset", audio_delay_ms=300.0, confidence=0.9)})
+    moved = apply_action("speed", tabla, sr=SR, offset_ms=offset_ms)
+    own = Facts(audio=analyze_audio(moved, sr=SR), video=video,
+                sync=SyncFacts(verdict="cannot_tell"))
+    got, got_facts = scorer.score(moved, sr=SR, facts=own, before=late)
+    assert got_facts.sync.audio_delay_ms == pytest.approx(300.0 + offset_ms, abs=10.0)
+    assert (got_facts.sync.verdict == "in_sync") is in_sync
+    assert (got.sync > 0.9) is in_sync, got.details
