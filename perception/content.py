@@ -179,10 +179,28 @@ def pitch_cents(before: np.ndarray, after: np.ndarray) -> float:
     return float((best - k + frac) * CENTS_STEP)
 
 
-def compare(before: ContentPrint, after: ContentPrint) -> ContentChange:
-    """How the candidate ``after`` differs from its input ``before`` (module docstring)."""
+def on_input_clock(power: np.ndarray, rate: float) -> np.ndarray:
+    """A candidate's mel map played at ``1 / rate`` (a clock running ``rate`` fast undone)
+    mapped back onto its input's timeline: input frame ``i`` is candidate frame ``i * rate``."""
+    n = int(len(power) / rate)
+    if n < 1 or abs(rate - 1.0) < 1e-6:
+        return power
+    src = np.arange(n) * rate
+    lo = np.minimum(src.astype(np.int64), len(power) - 1)
+    hi = np.minimum(lo + 1, len(power) - 1)
+    w = (src - lo)[:, None].astype(np.float32)
+    return (1.0 - w) * power[lo] + w * power[hi]
+
+
+def compare(before: ContentPrint, after: ContentPrint, *, rate: float | None = None
+            ) -> ContentChange:
+    """How the candidate ``after`` differs from its input ``before`` (module docstring).
+    ``rate``: the input's clock ran ``rate`` fast and the candidate undid it (a drift repair):
+    its map is put back on the input's timeline first (:func:`on_input_clock`), so a right
+    rate correction reads as the same content and only what it did besides shows."""
+    power = on_input_clock(after.power, rate) if rate else after.power
     # the candidate at the input's level, so that a volume change moves nothing below
-    matched = after.power * np.float32(10.0 ** (-gain_db(before.power, after.power) / 10.0))
+    matched = power * np.float32(10.0 ** (-gain_db(before.power, power) / 10.0))
     corr, lag = timing(before.power, matched)
     return ContentChange(correlation=corr, lag_ms=lag,
                          pitch_cents=pitch_cents(before.spectrum_db, after.spectrum_db))

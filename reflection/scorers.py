@@ -180,7 +180,7 @@ class EmbeddedScorer:
                                   timing_changed=timing_changed)
         if before is None:
             return scores_from_facts(facts), facts
-        change = content_change(before.audio, facts.audio)
+        change = content_change(before.audio, facts.audio, before.sync)
         facts = facts.model_copy(update={"sync": shifted_sync(before.sync, facts.sync, change)})
         scores = with_damage(scores_from_facts(facts), damage_components(
             before.audio, facts.audio, sync=before.sync, change=change))
@@ -243,13 +243,20 @@ def noise_energy_share(snr_db: float) -> float:
     return 1.0 / (1.0 + 10.0 ** (snr_db / 10.0))
 
 
-def content_change(before: AudioFacts, after: AudioFacts) -> ContentChange | None:
-    """The candidate against its input's content print; None without prints."""
+def content_change(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None
+                   ) -> ContentChange | None:
+    """The candidate against its input's content print; None without prints. Where the
+    input's ``sync`` found a drift, the candidate may have undone it or not: it is compared on
+    both clocks and the better match counts (the sync score judges the rate)."""
     if before.content is None or after.content is None or before.silent:
         return None
     from avagent.perception.content import compare
 
-    return compare(before.content, after.content)
+    change = compare(before.content, after.content)
+    if sync is not None and sync.verdict == "drift" and sync.rate:
+        undone = compare(before.content, after.content, rate=sync.rate)
+        change = max(change, undone, key=lambda c: c.correlation)
+    return change
 
 
 def shifted_sync(before: SyncFacts | None, after: SyncFacts | None,
@@ -311,7 +318,7 @@ def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | N
 
     if before.silent:
         return {}
-    prints = print_components(before, change or content_change(before, after), sync)
+    prints = print_components(before, change or content_change(before, after, sync), sync)
     tb, ta = before.tags, after.tags
     if tb is None or ta is None:
         return prints

@@ -63,3 +63,13 @@ def test_a_denoised_copy_keeps_the_content_a_speech_denoiser_does_not(guitar):
     voice_only = compare(before, _print(apply_action("neural_denoise", noisy, sr=SR)))
     assert wiener.correlation > 0.8 and wiener.lag_ms is not None and abs(wiener.lag_ms) <= 10
     assert voice_only.correlation < 0.5, voice_only
+
+
+def test_a_rate_correction_reads_as_the_same_content_on_the_input_clock(guitar):
+    # the input's clock ran 4.27 % fast (PAL); the repair plays it at 1/1.0427
+    slowed = apply_action("speed", guitar, sr=SR, rate=1 / 1.0427)
+    plain = compare(_print(guitar), _print(slowed))
+    undone = compare(_print(guitar), _print(slowed), rate=1.0427)
+    # the correction also lowers every partial by 73 cents, which the mel map keeps
+    assert undone.correlation > max(0.8, plain.correlation + 0.05), (plain, undone)
+    assert undone.lag_ms == 0.0

@@ -131,3 +131,19 @@ def test_a_candidate_that_cannot_tell_its_sync_inherits_the_input_delay_moved(
     assert got_facts.sync.audio_delay_ms == pytest.approx(300.0 + offset_ms, abs=10.0)
     assert (got_facts.sync.verdict == "in_sync") is in_sync
     assert (got.sync > 0.9) is in_sync, got.details
+
+
+def test_undoing_a_pal_speed_up_is_not_content_lost():
+    # the benchmark's tabla/pal lost its repair when the stretched copy read as another
+    # programme: under a drift verdict the candidate is also compared on the input's clock
+    from avagent.perception.facts import SyncFacts
+
+    clean = signals.music("tabla", duration_s=10.0, channels=1).y.astype(np.float32)
+    fast = apply_action("speed", clean, sr=SR, rate=1.0427)
+    scorer = get_scorer("embedded")
+    _, facts = scorer.score(fast, sr=SR)
+    pal = facts.model_copy(update={"sync": SyncFacts(verdict="drift", rate=1.0427,
+                                                     confidence=0.9)})
+    got, _ = scorer.score(apply_action("speed", fast, sr=SR, rate=1 / 1.0427), sr=SR,
+                          before=pal)
+    assert got.details["kept"] >= 0.99 and got.details["moved"] == 1.0, got.details
