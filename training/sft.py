@@ -317,6 +317,10 @@ def build_model(cfg: SFTConfig, base_dir: str) -> Any:
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), layers_to_transform=layers,
                       task_type="CAUSAL_LM")
+    # LoRA's A matrices are drawn here: seed right before, so they depend on the seed alone and
+    # not on whatever drew from torch's generator since train() seeded it (loading the base can;
+    # B starts at zero, so such a difference first shows in step 2's loss, never in step 1's)
+    torch.manual_seed(cfg.seed)
     return get_peft_model(model, lora).to(cfg.device)
 
 
