@@ -318,7 +318,9 @@ def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | N
 
     if before.silent:
         return {}
-    prints = print_components(before, change or content_change(before, after, sync), sync)
+    if change is None:
+        change = content_change(before, after, sync)
+    prints = print_components(before, change, sync)
     tb, ta = before.tags, after.tags
     if tb is None or ta is None:
         return prints

@@ -8,7 +8,7 @@ import pytest
 from avagent.actions.registry import apply_action
 from avagent.bench import signals
 from avagent.perception.content import compare, content_print
-from avagent.perception.tags import SR as SR16
+from avagent.perception.spectrum import to_16k
 
 pytestmark = pytest.mark.media
 
@@ -16,10 +16,8 @@ SR = signals.SR
 
 
 def _print(y: np.ndarray):
-    import soxr
-
     mono = np.asarray(y, np.float32).reshape(-1, y.shape[-1]).mean(axis=0)
-    return content_print(soxr.resample(mono, SR, SR16).astype(np.float32) if SR != SR16 else mono)
+    return content_print(to_16k(mono, SR))  # as perception makes it
 
 
 @pytest.fixture(scope="module")
