@@ -22,7 +22,9 @@ from avagent.actions.base import parse_params
 from avagent.actions.registry import action_names
 from avagent.agent.state import Plan, Planner, Round, Step
 from avagent.errors import ParameterError
-from avagent.perception.facts import Facts, NoiseKind
+from avagent.perception.facts import AudioFacts, Facts, NoiseKind
+from avagent.perception.noise import noise_apart_from_programme
+from avagent.perception.tags import MUSIC_SHARE, NOISE_SHARE, music_share, noise_share
 from avagent.rates import PAL_RATE
 from avagent.reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
@@ -229,7 +231,9 @@ class RulePlanner:
         choices = DENOISERS.get(a.noise_kind)
         if not choices:
             return None
-        limit = MUSIC_SNR_DB if a.music_likelihood >= 0.5 else NOISE_SNR_DB
+        apart = noise_apart_from_programme(a)
+        # under music only clearly audible noise, unless it is a steady floor of its own
+        limit = MUSIC_SNR_DB if a.music_likelihood >= 0.5 and not apart else NOISE_SNR_DB
         if a.snr_db >= limit:
             return None
         # Each earlier denoising round whose alignment did not pass moves on to the next denoiser.
@@ -238,6 +242,11 @@ class RulePlanner:
             if r.scores.alignment < ACCEPT and any(s.action in _DENOISE for s in r.plan.steps)
         )
         choices = _with_neural(facts, choices)
+        if _music_bed(a):
+            # A steady noise under a music bed (else vetoed below) gets its first choice once:
+            # the harsher ones, tried after feedback, gate the programme's own quiet parts (its
+            # reverb tails, its ambience), which the critic cannot tell from noise removed.
+            choices = choices[:1]
         index = min(failed, len(choices) - 1)
         action, params = choices[index]
         music = " (music present: gentle)" if a.music_likelihood >= 0.5 else ""
@@ -304,15 +313,13 @@ NEURAL_SPEECH_FRACTION = 0.3  # speech in this share of the time (VAD) for the s
 
 def _music_veto(facts: Facts) -> str | None:
     """A reason not to denoise at all: the programme carries music (tags) and no noise is heard
-    apart from it. None when denoising may go ahead."""
-    from avagent.perception.tags import MUSIC_SHARE, NOISE_SHARE, music_share, noise_share
-
+    apart from it, by the tags (a noise class) or by the floor (a steady noise all through the
+    clip, :func:`~avagent.perception.noise.noise_apart_from_programme`). None when denoising
+    may go ahead."""
     a = facts.audio
-    music, noise = music_share(a.tags), noise_share(a.tags)
-    if music is None or noise is None or music < MUSIC_SHARE:
+    if not _music_bed(a) or noise_apart_from_programme(a):
         return None
-    if noise >= NOISE_SHARE:
-        return None
+    music, noise = music_share(a.tags) or 0.0, noise_share(a.tags) or 0.0
     return (
         f"programme music heard in {100 * music:.0f} % of the clip and no noise class apart from "
         f"it ({100 * noise:.0f} %): the measured {a.noise_kind.value} at {a.snr_db:.0f} dB SNR is "
@@ -320,9 +327,13 @@ def _music_veto(facts: Facts) -> str | None:
     )
 
 
-def _speech_without_music(facts: Facts) -> bool:
-    from avagent.perception.tags import MUSIC_SHARE, music_share
+def _music_bed(a: AudioFacts) -> bool:
+    """The tags heard music or singing in the clip and no noise class beside it."""
+    music, noise = music_share(a.tags), noise_share(a.tags)
+    return music is not None and noise is not None and music >= MUSIC_SHARE and noise < NOISE_SHARE
 
+
+def _speech_without_music(facts: Facts) -> bool:
     a = facts.audio
     music = music_share(a.tags)
     return (

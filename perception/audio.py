@@ -34,7 +34,12 @@ from avagent.perception.features import (
     stationarity,
     tonal_persistence,
 )
-from avagent.perception.noise import classify_noise, floor_confidence, floor_stationarity
+from avagent.perception.noise import (
+    SEPARABLE_KINDS,
+    classify_noise,
+    floor_confidence,
+    floor_stationarity,
+)
 from avagent.perception.spectrum import (
     ANALYSIS_SR,
     GATED_EXCESS_DB,
@@ -228,6 +233,13 @@ def analyze_window(
     floor_db = min(float(db(noise.sum())), float(db(ms)))
     tick("snr")
 
+    floor_conf: list[float] = []  # measured at most once, by the rule that needs it or below
+
+    def decay_confidence() -> float:
+        if not floor_conf:
+            floor_conf.append(floor_confidence(mono, sr))
+        return floor_conf[0]
+
     kind, conf, snr = classify_noise(
         noise,
         spec.freqs,
@@ -243,8 +255,10 @@ def analyze_window(
         silent=bool(silent),
         speech_gated=has_speech,
         floor_steadiness=lambda: floor_stationarity(spec, noise, valid),
-        floor_decay_confidence=lambda: floor_confidence(mono, sr),
+        floor_decay_confidence=decay_confidence,
     )
+    if kind in SEPARABLE_KINDS and not silent:
+        decay_confidence()  # the planner's and critic's test of a noise apart from music
     tick("classify")
 
     dropouts = [
@@ -279,6 +293,7 @@ def analyze_window(
         hum_db=round(hum_db, 2) if hum_hz is not None else None,
         speech_fraction=round(speech_fraction, 3),
         music_likelihood=round(music, 3),
+        floor_confidence=round(floor_conf[0], 3) if floor_conf and kind in SEPARABLE_KINDS else None,
         speech_quality=quality,
         dropouts=dropouts,
         tags=tags_or_none(y16, sr=ANALYSIS_SR),  # what is heard: speech, music, crowd, ...

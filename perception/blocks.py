@@ -136,6 +136,7 @@ def summarize(
         for d in f.dropouts
     ]
     quality = next((f.speech_quality for f in facts if f.speech_quality), None)
+    steady = [c for i in agree if (c := facts[i].floor_confidence) is not None]
     w_live = dur[live] / max(dur[live].sum(), 1e-9)
     speech = 0.0 if silent else float(np.sum(w_live * [facts[i].speech_fraction for i in live]))
     return AudioFacts(
@@ -154,6 +155,7 @@ def summarize(
         hum_db=round(med([facts[i].hum_db or 0.0 for i in hum]), 2) if has_hum else None,
         speech_fraction=round(min(max(speech, 0.0), 1.0), 3),
         music_likelihood=round(med([facts[i].music_likelihood for i in live]), 3),
+        floor_confidence=round(med(steady), 3) if steady else None,
         speech_quality=quality,
         dropouts=sorted(dropouts, key=lambda d: d.start_s),
         tags=merge_tags([(off / sr, f.tags) for off, f in parts]),

@@ -58,6 +58,12 @@ class AudioFacts(BaseModel):
     music_likelihood: float = Field(
         0.0, ge=0.0, le=1.0, description="sustained tonal/harmonic content (music is not noise)"
     )
+    floor_confidence: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="confidence that the quietest moments hold the same steady noise all through "
+        "the clip (a noise apart from the programme, not its own quiet parts); measured where a "
+        "noise was named",
+    )
     speech_quality: dict[str, float] | None = Field(
         None, description="DNSMOS (sig, bak, ovrl) where speech is present"
     )

@@ -27,8 +27,9 @@ tags heard music, singing or speech in the input and no longer do; ``bands = exp
 10)²))`` over the mel bands within 40 dB of the input's loudest, ``drop`` dB by which a band fell
 more than 10 dB beyond the median change, ``c`` the input's noise component (a clean input's band
 removed is damage, a noisy input's noise band removed is the repair). Over a music bed the tags
-heard with no noise class (the planner's veto), ``music_bed = noise_in / noise_out`` takes back
-any credit for "less noise"; so does ``quiet_enough`` (the same ratio) where the input's noise
+heard with no noise class (the planner's veto) and no steady floor of its own
+(:func:`~avagent.perception.noise.noise_apart_from_programme`), ``music_bed = noise_in /
+noise_out`` takes back any credit for "less noise"; so does ``quiet_enough`` (the same ratio) where the input's noise
 component is already acceptable (≥ 0.85): no repair scores above an untouched clean input.
 The input's content print (:mod:`avagent.perception.content`) judges the programme itself:
 ``kept = exp(−(max(0, 0.7 · (1 − n) − r) / 0.15)²)``, ``r`` the correlation of candidate and
@@ -58,6 +59,7 @@ from avagent.errors import ParameterError
 from avagent.perception.content import ContentChange
 from avagent.perception.facts import AudioFacts, Facts, SyncFacts
 from avagent.perception.frames import FrameSet
+from avagent.perception.noise import noise_apart_from_programme
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
 COMPONENT_SLACK = 1e-3  # a component this much lower is "no worse" (details are rounded to 1e-4)
@@ -347,7 +349,7 @@ def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | N
     # A music bed the tags heard with no noise class beside it is programme, not noise: a
     # candidate earns no credit for "less noise" there (the planner's veto, mirrored).
     if tags_trusted and (music_share(tb) or 0.0) >= MUSIC_SHARE and (
-        noise_share(tb) or 0.0) < NOISE_SHARE:
+        noise_share(tb) or 0.0) < NOISE_SHARE and not noise_apart_from_programme(before):
         out["music_bed"] = credit
     elif nb >= ACCEPT:
         # Noise a careful listener already accepts in the input: removing more of it earns

