@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 FRAME_S = 0.01  # YAMNet's hop
 KEEP_QUANTILE = 0.9  # the level change of the best-kept bins is the candidate's gain
@@ -167,19 +168,24 @@ def _timing(before: np.ndarray, after: np.ndarray) -> tuple[float, float | None,
     return corr, max(lags, key=abs), whole
 
 
-def programme_lost(before: np.ndarray, after: np.ndarray, lag: int = 0) -> float:
+def programme_lost(before: np.ndarray, after: np.ndarray, lag: int = 0, *,
+                   bands: int = 0) -> float:
     """Share of the input's programme energy the candidate removed: over the cells of the
     input's mel power map that stand :data:`PROGRAMME_DB` above their band's floor (its
     :data:`FLOOR_PERCENTILE` over time) and within :data:`FLOOR_DB` of its loudest cell, the
     energy-weighted share that the level-matched candidate (at ``lag`` frames) holds more than
     :data:`LOST_DB` lower. Noise lives at the floor, so removing it loses nothing here however
-    noisy the input; a denoiser that keeps only voice-like partials loses the music's cells."""
+    noisy the input; a denoiser that keeps only voice-like partials loses the music's cells.
+    ``bands``: a cell also counts as kept by the candidate's cells this many mel bands either
+    side (a rate correction moves every partial by its pitch change, 73 cents for PAL)."""
     n = min(len(before), len(after) - max(lag, 0)) if lag >= 0 else min(len(before) + lag,
                                                                         len(after))
     if n < 2:
         return 0.0
     a = before[max(0, -lag): max(0, -lag) + n].astype(np.float64)
     b = after[max(0, lag): max(0, lag) + n].astype(np.float64)
+    if bands:
+        b = maximum_filter1d(b, 2 * bands + 1, axis=1, mode="nearest")
     floor = np.percentile(a, FLOOR_PERCENTILE, axis=0)
     top = float(a.max())
     if top <= 0.0:
@@ -242,4 +248,5 @@ def compare(before: ContentPrint, after: ContentPrint, *, rate: float | None = N
     corr, lag, whole = _timing(before.power, matched)
     return ContentChange(correlation=corr, lag_ms=lag,
                          pitch_cents=pitch_cents(before.spectrum_db, after.spectrum_db),
-                         lost=programme_lost(before.power, matched, whole))
+                         lost=programme_lost(before.power, matched, whole,
+                                             bands=1 if rate else 0))

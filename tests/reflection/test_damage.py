@@ -165,3 +165,4 @@ def test_undoing_a_pal_speed_up_is_not_content_lost():
     got, _ = scorer.score(apply_action("speed", fast, sr=SR, rate=1 / 1.0427), sr=SR,
                           before=pal)
     assert got.details["kept"] >= 0.99 and got.details["moved"] == 1.0, got.details
+    assert got.details["programme"] == 1.0, got.details
