@@ -22,9 +22,9 @@ from avagent.actions.base import parse_params
 from avagent.actions.registry import action_names
 from avagent.agent.state import Plan, Planner, Round, Step
 from avagent.errors import ParameterError
-from avagent.perception.facts import AudioFacts, Facts, NoiseKind
+from avagent.perception.facts import Facts, NoiseKind
 from avagent.perception.noise import noise_apart_from_programme
-from avagent.perception.tags import MUSIC_SHARE, NOISE_SHARE, music_share, noise_share
+from avagent.perception.tags import MUSIC_SHARE, music_bed, music_share, noise_share
 from avagent.rates import PAL_RATE
 from avagent.reflection.scorers import ACCEPT, LOUDNESS_HIGH_LUFS, LOUDNESS_LOW_LUFS
 
@@ -242,7 +242,7 @@ class RulePlanner:
             if r.scores.alignment < ACCEPT and any(s.action in _DENOISE for s in r.plan.steps)
         )
         choices = _with_neural(facts, choices)
-        if _music_bed(a):
+        if music_bed(a.tags):
             # A steady noise under a music bed (else vetoed below) gets its first choice once:
             # the harsher ones, tried after feedback, gate the programme's own quiet parts (its
             # reverb tails, its ambience), which the critic cannot tell from noise removed.
@@ -317,7 +317,7 @@ def _music_veto(facts: Facts) -> str | None:
     clip, :func:`~avagent.perception.noise.noise_apart_from_programme`). None when denoising
     may go ahead."""
     a = facts.audio
-    if not _music_bed(a) or noise_apart_from_programme(a):
+    if not music_bed(a.tags) or noise_apart_from_programme(a):
         return None
     music, noise = music_share(a.tags) or 0.0, noise_share(a.tags) or 0.0
     return (
@@ -325,12 +325,6 @@ def _music_veto(facts: Facts) -> str | None:
         f"it ({100 * noise:.0f} %): the measured {a.noise_kind.value} at {a.snr_db:.0f} dB SNR is "
         "taken for the music bed, not denoised"
     )
-
-
-def _music_bed(a: AudioFacts) -> bool:
-    """The tags heard music or singing in the clip and no noise class beside it."""
-    music, noise = music_share(a.tags), noise_share(a.tags)
-    return music is not None and noise is not None and music >= MUSIC_SHARE and noise < NOISE_SHARE
 
 
 def _speech_without_music(facts: Facts) -> bool:

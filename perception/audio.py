@@ -12,6 +12,7 @@ clipping, true peak and dropouts use the native rate and channels.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -233,12 +234,8 @@ def analyze_window(
     floor_db = min(float(db(noise.sum())), float(db(ms)))
     tick("snr")
 
-    floor_conf: list[float] = []  # measured at most once, by the rule that needs it or below
-
-    def decay_confidence() -> float:
-        if not floor_conf:
-            floor_conf.append(floor_confidence(mono, sr))
-        return floor_conf[0]
+    # measured at most once: by the rule that needs it, or below for the facts
+    decay_confidence = functools.cache(lambda: floor_confidence(mono, sr))
 
     kind, conf, snr = classify_noise(
         noise,
@@ -257,8 +254,6 @@ def analyze_window(
         floor_steadiness=lambda: floor_stationarity(spec, noise, valid),
         floor_decay_confidence=decay_confidence,
     )
-    if kind in SEPARABLE_KINDS and not silent:
-        decay_confidence()  # the planner's and critic's test of a noise apart from music
     tick("classify")
 
     dropouts = [
@@ -293,7 +288,9 @@ def analyze_window(
         hum_db=round(hum_db, 2) if hum_hz is not None else None,
         speech_fraction=round(speech_fraction, 3),
         music_likelihood=round(music, 3),
-        floor_confidence=round(floor_conf[0], 3) if floor_conf and kind in SEPARABLE_KINDS else None,
+        # the planner's and critic's test of a noise apart from music
+        floor_confidence=(round(decay_confidence(), 3)
+                          if kind in SEPARABLE_KINDS and not silent else None),
         speech_quality=quality,
         dropouts=dropouts,
         tags=tags_or_none(y16, sr=ANALYSIS_SR),  # what is heard: speech, music, crowd, ...

@@ -178,12 +178,12 @@ def programme_lost(before: np.ndarray, after: np.ndarray, lag: int = 0, *,
     noisy the input; a denoiser that keeps only voice-like partials loses the music's cells.
     ``bands``: a cell also counts as kept by the candidate's cells this many mel bands either
     side (a rate correction moves every partial by its pitch change, 73 cents for PAL)."""
-    n = min(len(before), len(after) - max(lag, 0)) if lag >= 0 else min(len(before) + lag,
-                                                                        len(after))
+    i, j = max(0, -lag), max(0, lag)  # input frame t against candidate frame t + lag
+    n = min(len(before) - i, len(after) - j)
     if n < 2:
         return 0.0
-    a = before[max(0, -lag): max(0, -lag) + n].astype(np.float64)
-    b = after[max(0, lag): max(0, lag) + n].astype(np.float64)
+    a = before[i:i + n].astype(np.float64)
+    b = after[j:j + n].astype(np.float64)
     if bands:
         b = maximum_filter1d(b, 2 * bands + 1, axis=1, mode="nearest")
     floor = np.percentile(a, FLOOR_PERCENTILE, axis=0)

@@ -382,3 +382,10 @@ def music_share(t: AudioTags | None) -> float | None:
 def noise_share(t: AudioTags | None) -> float | None:
     """Share of patches with a noise class (hiss, wind, water, vehicle); None without tags."""
     return None if t is None else max(t.share(g) for g in NOISE_GROUPS)
+
+
+def music_bed(t: AudioTags | None) -> bool:
+    """The tags heard music or singing (``MUSIC_SHARE``) and no noise class beside it
+    (``NOISE_SHARE``); False without tags."""
+    music, noise = music_share(t), noise_share(t)
+    return music is not None and noise is not None and music >= MUSIC_SHARE and noise < NOISE_SHARE

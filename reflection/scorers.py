@@ -318,16 +318,11 @@ def print_components(before: AudioFacts, change: ContentChange | None,
 
 def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | None = None,
                       change: ContentChange | None = None) -> dict[str, float]:
-    """``content``, ``bands``, ``kept`` and ``moved`` in [0, 1]: 1 when the candidate kept what
+    """``content``, ``bands``, ``kept``, ``moved`` and ``programme`` in [0, 1] (``music_bed`` or
+    ``quiet_enough`` where they apply): 1 when the candidate kept what
     the input had (``sync``: the input's, which explains a shift or a rate change; ``change``:
     :func:`content_change`, measured here when not given)."""
-    from avagent.perception.tags import (
-        CONTENT_GROUPS,
-        MUSIC_SHARE,
-        NOISE_SHARE,
-        music_share,
-        noise_share,
-    )
+    from avagent.perception.tags import CONTENT_GROUPS, music_bed
 
     if before.silent:
         return {}
@@ -359,8 +354,7 @@ def damage_components(before: AudioFacts, after: AudioFacts, sync: SyncFacts | N
     credit = min(1.0, nb / na) if na > 0 else 1.0
     # A music bed the tags heard with no noise class beside it is programme, not noise: a
     # candidate earns no credit for "less noise" there (the planner's veto, mirrored).
-    if tags_trusted and (music_share(tb) or 0.0) >= MUSIC_SHARE and (
-        noise_share(tb) or 0.0) < NOISE_SHARE and not noise_apart_from_programme(before):
+    if tags_trusted and music_bed(tb) and not noise_apart_from_programme(before):
         out["music_bed"] = credit
     elif nb >= ACCEPT:
         # Noise a careful listener already accepts in the input: removing more of it earns
