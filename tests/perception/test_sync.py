@@ -104,6 +104,19 @@ def test_slop_and_lead_in_are_not_drift(rng, slop_s):
     assert s.verdict != "drift" and s.duration_ratio == pytest.approx(1.05 + slop_s / 5, abs=1e-3)
 
 
+def test_pal_of_a_recording_with_silent_edges_is_drift(rng):
+    # A real webcam recording (KPhotoAlbum's demo movie) ends with 0.13 s of digital zeros.
+    # Sped up to PAL its sound is shorter than the picture, which no padding explains: the
+    # rate stands although the trimmed duration matches no known rate.
+    y, sr, frames = moving_block_av(rng, 0.0, dur=5.0)
+    y = y.copy()
+    y[..., -round(0.13 * sr) :] = 0.0
+    fast = soxr.resample(y.T, sr * 1.0427, sr).T
+    s = estimate_sync(fast, sr=sr, frames=frames, audio_duration_s=fast.shape[-1] / sr)
+    assert s.verdict == "drift" and s.rate == pytest.approx(1.0427, abs=0.002)
+    # (a lead-in padded on is still no rate: test_slop_and_lead_in_are_not_drift)
+
+
 @pytest.mark.media
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["videos/mp4.mp4", "videos/webm.webm", "bunny/bigbuckbunny.mp4"])
