@@ -103,6 +103,12 @@ class SyncFacts(BaseModel):
     duration_ratio: float | None = Field(
         None, description="audio stream duration / video stream duration"
     )
+    events_at_zero: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="how well the sound's onsets pair with the picture's events as the clip "
+        "stands (no shift), 0 (chance) .. 1 (as well as at the best lag); graded evidence kept "
+        "even when it cannot decide an offset; None with too few events",
+    )
 
 
 class Facts(BaseModel):

@@ -10,10 +10,14 @@ alignment = noise · hum · loudness · dropouts · clipping, where
     loudness = exp(−(d / 8)²)                       d = LU outside [−33, −9] LUFS
     dropouts = 0.6 ** n_dropouts
     clipping = max(0, 1 − 200 · clipping_fraction)
-sync = c · g(|residual_ms|) + (1 − c) · 0.85,  g(r) = 0.85 ** ((r / 40)²),
+sync = c · g(r) + (1 − c) · 0.85 / (1 + (r / 1000)²),  g(r) = 0.85 ** ((r / 40)²), r = |residual_ms|,
     c = 0.5 + 0.5 · confidence for an estimate that passed perception's gates;
     "cannot tell" gives 0.85: undecidable is not penalised, so the loop never forces a
-    guessed shift. A rate fault perception detected (verdict "drift": clock drift, PAL left in)
+    guessed shift. It gets up to ``EVENTS_BONUS`` (0.05) more by how well the onsets pair with
+    the picture's events as the clip stands (``SyncFacts.events_at_zero``, 0 at chance, 1 as
+    well as at the best lag): evidence too weak to decide an offset (a tabla groove pairs one
+    stroke off almost as well) still ranks two timings of one clip, and it never lowers a
+    score below 0.85. A rate fault perception detected (verdict "drift": clock drift, PAL left in)
     multiplies by exp(−(|rate − 1| / 0.01)²); container slop of a few tens of ms between the
     stream durations is normal and not penalised.
 Audio-only inputs get sync = 1 (nothing to be in sync with). A candidate whose own estimate
@@ -65,6 +69,8 @@ from avagent.perception.frames import FrameSet
 from avagent.perception.noise import noise_apart_from_programme
 
 ACCEPT = 0.85  # the value every component is calibrated to at "just acceptable"
+SYNC_SEARCH_S = 1.0  # perception.sync.MAX_LAG_S: the offsets an estimate can point to
+EVENTS_BONUS = 0.05  # most an undecided sync gains from its events pairing at no shift
 COMPONENT_SLACK = 1e-3  # a component this much lower is "no worse" (details are rounded to 1e-4)
 # Loudness a careful listener accepts without correction (the rule planner acts outside it).
 LOUDNESS_LOW_LUFS = -33.0
@@ -151,14 +157,20 @@ def alignment_components(a: AudioFacts) -> dict[str, float]:
 def sync_components(s: SyncFacts | None) -> dict[str, float]:
     if s is None:
         return {"sync_offset": 1.0, "sync_duration": 1.0, "sync_confidence": 1.0}
-    if s.audio_delay_ms is None:  # cannot tell: neutral
+    if s.audio_delay_ms is None:  # cannot tell: neutral, graded by the events at no shift
         c, offset = 0.0, ACCEPT
+        if s.verdict == "cannot_tell" and s.events_at_zero is not None:
+            offset += EVENTS_BONUS * float(s.events_at_zero)
     else:
         # An estimate that passed perception's gates (a clear peak, windows that agree) is
         # trusted at least half-way; its confidence buys the rest.
         c = 0.5 + 0.5 * float(s.confidence)
-        g = ACCEPT ** ((abs(s.audio_delay_ms) / 40.0) ** 2)
-        offset = c * g + (1.0 - c) * ACCEPT
+        r = abs(s.audio_delay_ms)
+        g = ACCEPT ** ((r / 40.0) ** 2)
+        # the untrusted share is neutral, less so the further off the estimate points (half
+        # way at the edge of the search, 1 s): two unsure estimates 300 and 800 ms off still
+        # rank, where g alone is 0 for both
+        offset = c * g + (1.0 - c) * ACCEPT / (1.0 + (r / (1000.0 * SYNC_SEARCH_S)) ** 2)
     dur = 1.0
     if s.verdict == "drift" and s.rate is not None:
         dur = math.exp(-((abs(s.rate - 1.0) / 0.01) ** 2))

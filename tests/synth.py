@@ -46,3 +46,23 @@ def moving_block_av(
         if 0 <= i < y.size - n:
             y[i : i + n] += rng.standard_normal(n) * 0.3 * env
     return y, sr, FrameSet(frames, times, fps, 25.0, 640, 360, dur)
+
+
+def periodic_av(delay_ms: float, period_s: float = 0.4, dur: float = 8.0, sr: int = 48000):
+    """A block that jumps every ``period_s`` exactly, a click at each jump + delay."""
+    rng = np.random.default_rng(7)
+    ev = np.arange(0.3, dur - 0.3, period_s)
+    fps = 12.5
+    times = np.arange(int(dur * fps)) / fps
+    frames = np.full((times.size, 45, 80), 40, np.uint8)
+    for i, t in enumerate(times):
+        r = np.random.default_rng(int(np.searchsorted(ev, t, side="right")))
+        y0, x0 = r.integers(0, 33), r.integers(0, 68)
+        frames[i, y0 : y0 + 12, x0 : x0 + 12] = 220
+    y = rng.standard_normal(int(dur * sr)) * 0.002
+    env = np.exp(-np.arange(2400) / (0.01 * sr))
+    for e in ev:
+        i = int((e + delay_ms / 1000) * sr)
+        if 0 <= i < y.size - 2400:
+            y[i : i + 2400] += rng.standard_normal(2400) * 0.3 * env
+    return y, sr, FrameSet(frames, times, fps, 25.0, 640, 360, dur)

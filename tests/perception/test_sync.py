@@ -11,7 +11,7 @@ from avagent.bench import corrupt, suite
 from avagent.perception.frames import FrameSet
 from avagent.perception.sync import estimate_sync
 from avagent.service import media
-from tests.synth import moving_block_av
+from tests.synth import moving_block_av, periodic_av
 
 
 @pytest.mark.parametrize("delay_ms", [200.0, -200.0, 500.0, -500.0])
@@ -131,29 +131,9 @@ def test_real_clip_pal_is_drift_and_clean_is_not(media_dir, name):
     assert s.verdict == "drift" and s.rate == pytest.approx(25 / 23.976, abs=0.002)
 
 
-def _periodic_av(delay_ms: float, period_s: float = 0.4, dur: float = 8.0, sr: int = 48000):
-    """A block that jumps every ``period_s`` exactly, a click at each jump + delay."""
-    rng = np.random.default_rng(7)
-    ev = np.arange(0.3, dur - 0.3, period_s)
-    fps = 12.5
-    times = np.arange(int(dur * fps)) / fps
-    frames = np.full((times.size, 45, 80), 40, np.uint8)
-    for i, t in enumerate(times):
-        r = np.random.default_rng(int(np.searchsorted(ev, t, side="right")))
-        y0, x0 = r.integers(0, 33), r.integers(0, 68)
-        frames[i, y0 : y0 + 12, x0 : x0 + 12] = 220
-    y = rng.standard_normal(int(dur * sr)) * 0.002
-    env = np.exp(-np.arange(2400) / (0.01 * sr))
-    for e in ev:
-        i = int((e + delay_ms / 1000) * sr)
-        if 0 <= i < y.size - 2400:
-            y[i : i + 2400] += rng.standard_normal(2400) * 0.3 * env
-    return y, sr, FrameSet(frames, times, fps, 25.0, 640, 360, dur)
-
-
 def test_periodic_events_are_ambiguous():
     # one period off matches every event as well as the truth: no margin, no verdict
-    y, sr, frames = _periodic_av(120.0)
+    y, sr, frames = periodic_av(120.0)
     s = estimate_sync(y, sr=sr, frames=frames)
     assert s.verdict == "cannot_tell" and s.audio_delay_ms is None
 

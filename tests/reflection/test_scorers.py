@@ -15,7 +15,7 @@ from avagent.reflection.scorers import (
     get_scorer,
     sync_components,
 )
-from tests.synth import moving_block_av
+from tests.synth import moving_block_av, periodic_av
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,32 @@ def test_cannot_tell_is_neutral_and_detected_drift_is_penalised():
     slop = sync_components(SyncFacts(verdict="in_sync", audio_delay_ms=0, confidence=0.9,
                                      duration_ratio=1.006))
     assert slop["sync_duration"] == 1.0
+
+
+def test_far_offsets_still_rank():
+    # g(r) is 0 at both 300 and 800 ms; the untrusted share keeps them in order at equal
+    # confidence (and the surer of two equal ones lower), and leaves an estimate in sync alone
+    far = [sync_components(SyncFacts(verdict="offset", audio_delay_ms=d, confidence=c))
+           ["sync_offset"] for d, c in ((300.0, 0.9), (800.0, 0.9), (800.0, 0.95))]
+    assert far[0] > far[1] > far[2] > 0.0
+    near = sync_components(SyncFacts(verdict="in_sync", audio_delay_ms=0.0, confidence=0.5))
+    assert near["sync_offset"] == pytest.approx(1.0 * 0.75 + 0.25 * 0.85)
+
+
+def test_undecided_sync_still_ranks_two_timings():
+    # A block jumping every 0.4 s exactly, a click at each jump: one period off pairs every
+    # event as well, so no offset can be decided; but the version in sync pairs them with no
+    # shift and the one 120 ms late does not, and the score says so without falling below 0.85.
+    scorer = EmbeddedScorer()
+    got = {}
+    for d in (0.0, 120.0):
+        y, sr, frames = periodic_av(d)
+        scores, facts = scorer.score(y, sr=sr, frames=frames)
+        assert facts.sync is not None and facts.sync.verdict == "cannot_tell"
+        got[d] = (facts.sync.events_at_zero, scores.sync)
+    assert got[0.0][0] == pytest.approx(1.0) and got[120.0][0] < 0.3
+    assert got[0.0][1] > got[120.0][1] >= 0.85
+    assert got[0.0][1] <= 0.85 + 0.05 + 1e-9
 
 
 def test_components_hit_0_85_at_the_documented_points():
