@@ -86,7 +86,7 @@ def tail_prob(p: np.ndarray, k: int) -> float:
 
 def audio_onsets(y: np.ndarray, sr: int, dur_s: float) -> np.ndarray:
     """Onset times (s) of the sound: peaks of the positive spectral flux, refined by a parabola."""
-    env, hop = onset_from_16k(to_16k(to_mono(y), sr), hop_s=1.0 / GRID_HZ)
+    env, hop = onset_from_16k(to_16k(to_mono(y), sr), hop_s=1.0 / GRID_HZ, band_floor=True)
     env = env[: int(dur_s * GRID_HZ)]
     if env.size < 3:
         return np.zeros(0)

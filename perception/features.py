@@ -40,7 +40,20 @@ def band_matrix(freqs: np.ndarray, n_bands: int = 24) -> np.ndarray:
     return M
 
 
-def onset_from_16k(y16: np.ndarray, *, hop_s: float = 0.01) -> tuple[np.ndarray, float]:
+def onset_from_16k(y16: np.ndarray, *, hop_s: float = 0.01, band_floor: bool = False
+                   ) -> tuple[np.ndarray, float]:
+    """Positive spectral flux of log band energies (24 bands, 60 Hz-7.6 kHz), one per ``hop_s``.
+
+    Each log energy is floored 40 dB under the loudest band-frame of the clip, or with
+    ``band_floor`` per band: at the band's own typical level (its median over the clip), at
+    least 40 dB under its loudest frame, so that an onset is a rise above what the band
+    usually holds. One loud band (a 50 Hz hum's harmonics) then no longer flattens the quiet
+    ones where speech has its onsets (a speech clip under a hum 10 dB down went from
+    undecided to right within 4 ms), while the ripple of a band of steady noise stays held
+    down by its own level: a floor under each band's loudest frame alone let white noise
+    bury the flash clips' 1 kHz tone bursts (offsets 18 of 18 to 0), its 20th percentile 2 of
+    18 seeded flash clips. The event matcher uses the floor per band; the activity cue does
+    not (its unrelated pairs' top z rose from 5.8 to 6.3 with it, its gate)."""
     hop = max(1, round(hop_s * ANALYSIS_SR))
     n_fft = 512
     win = np.hanning(n_fft).astype(np.float32)
@@ -48,7 +61,12 @@ def onset_from_16k(y16: np.ndarray, *, hop_s: float = 0.01) -> tuple[np.ndarray,
     frames = np.lib.stride_tricks.sliding_window_view(pad, n_fft)[::hop]
     X = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2  # (T, F)
     bands = X @ band_matrix(np.fft.rfftfreq(n_fft, 1 / ANALYSIS_SR)).T  # (T, B)
-    logb = np.log10(bands + 1e-10 + 1e-4 * bands.max(initial=0.0))
+    if band_floor:
+        floor = np.maximum(1e-4 * bands.max(axis=0, initial=0.0),
+                           np.median(bands, axis=0) if bands.shape[0] else 0.0)
+    else:
+        floor = 1e-4 * bands.max(initial=0.0)
+    logb = np.log10(bands + 1e-10 + floor)
     flux = np.maximum(np.diff(logb, axis=0, prepend=logb[:1]), 0.0).mean(axis=1)
     n_out = int(np.ceil(y16.size / hop))
     return flux[:n_out].astype(np.float64), hop / ANALYSIS_SR
