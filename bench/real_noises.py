@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     # the real noises are the last faults of each source (suite.fault_specs): their indices
     # follow from the spec counts, without corrupting the whole suite here as well as in workers
     n_real, idx, start = len(suite.NOISE_KINDS_REAL), [], 0
-    for si in range(len(suite.sources("full"))):
-        start += len(suite.fault_specs("full", si))
-        idx += range(start - n_real, start)
+    for si, src in enumerate(suite.sources("full")):
+        start += len(suite.source_faults("full", si, src))
+        if not src.timing_only:
+            idx += range(start - n_real, start)
     out = []
     with ProcessPoolExecutor(2) as ex:
         for e in ex.map(_one, idx):

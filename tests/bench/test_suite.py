@@ -39,6 +39,18 @@ def test_full_suite_plants_real_noises_last() -> None:
         assert {p["snr_db"] for _, p in specs[-n:]} <= {0.0, 5.0, 10.0}
 
 
+def test_timing_only_source_gets_its_timing_faults_at_their_seeds(tiny: list[suite.Case]) -> None:
+    # a source whose own sound is not clean (the webcam's hiss) is a truth for timing alone;
+    # its faults keep the indices (and so the seeds) they have in the full list
+    src = tiny[0].source
+    full = suite.source_faults("full", 9, src)
+    only = suite.source_faults("full", 9, suite.Source(
+        src.name, src.kind, src.content, src.y, src.sr, src.frames, timing_only=True))
+    assert [f for _, f, _ in full] == [f for f, _ in suite.fault_specs("full", 9)]
+    assert {f for _, f, _ in only} == {"offset", "drift", "pal"} and len(only) == 6
+    assert all(fault in full for fault in only)
+
+
 def test_tiny_suite_covers_control_single_and_mixture(tiny: list[suite.Case]) -> None:
     fams = [c.family for c in tiny]
     assert fams == ["clean", "hum", "offset", "mixture"]
