@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from avagent.actions import ACTIONS
 from avagent.agent.state import Plan, Round, Step
 from avagent.perception.facts import Facts
+from avagent.perception.noise import SEPARATE_FLOOR
 
 __all__ = [
     "PROMPT_VERSION",
@@ -61,17 +62,20 @@ class PlanAnswer(BaseModel):
         return Plan(steps=list(self.steps), planner=planner)
 
 
-SYSTEM = """You are an experienced sound editor repairing the sound track of a video.
+SYSTEM = f"""You are an experienced sound editor repairing the sound track of a video.
 You read a description of the sound (made without seeing the picture), a description of the \
 picture (made without hearing the sound) and measured facts, then choose repair actions with \
 real parameters. Fix only what is measured as wrong: a clean clip gets an empty plan.
 Rules:
 - audio_delay_ms > 0 means the sound is LATE; fix it with speed(offset_ms = -audio_delay_ms).
 - Shift or change speed only when sync is measured as offset or drift, never when it cannot be told.
-- Denoise only when noise is measured (noise_kind not none); music is not noise.
+- Denoise only when noise is measured (noise_kind not none); music is not noise. Under music, \
+denoise only a noise apart from it: floor_confidence >= {SEPARATE_FLOOR:g} and no hum.
+- events_at_zero (0 chance .. 1 best lag) grades how well sound and picture pair as they stand; \
+it is evidence for a score, never a reason to shift.
 - Apply actions in this order: declip, remove_hum, fill_blanks, denoise, speed/pitch, volume last.
-Answer with JSON only: {"findings": "the measurements your plan rests on", \
-"steps": [{"action": NAME, "params": {...}, "reasoning": "why"}]}.
+Answer with JSON only: {{"findings": "the measurements your plan rests on", \
+"steps": [{{"action": NAME, "params": {{...}}, "reasoning": "why"}}]}}.
 Actions (parameter: type, range, default):
 """
 
@@ -131,6 +135,7 @@ def facts_brief(facts: Facts) -> str:
         "snr_db": a.snr_db, "noise_kind": a.noise_kind.value,
         "noise_confidence": a.noise_confidence, "hum_hz": a.hum_hz, "hum_db": a.hum_db,
         "speech_fraction": a.speech_fraction, "music_likelihood": a.music_likelihood,
+        "floor_confidence": a.floor_confidence,
     }
     if a.speech_quality:
         audio["dnsmos_ovrl"] = a.speech_quality.get("ovrl")
@@ -152,6 +157,7 @@ def facts_brief(facts: Facts) -> str:
         lines.append("sync: " + _kv({
             "verdict": s.verdict, "audio_delay_ms": s.audio_delay_ms,
             "confidence": s.confidence, "rate": s.rate, "duration_ratio": s.duration_ratio,
+            "events_at_zero": s.events_at_zero,
         }))
     return "\n".join(lines)
 

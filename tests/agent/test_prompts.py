@@ -82,3 +82,16 @@ def test_findings_restate_each_family_and_open_the_answer():
     back = PlanAnswer.model_validate_json(answer)
     assert back.findings == text and len(back.steps) == len(plan.steps)
     assert PlanAnswer.model_validate_json('{"steps": []}').findings == ""  # optional
+
+
+def test_facts_carry_the_floor_and_the_graded_sync_evidence():
+    # The two measurements the rule planner and critic decide music beds and undecided timings
+    # by reach the LLM planner too, and its rules say what they are for.
+    f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 8.0, "floor_confidence": 0.95},
+              {"verdict": "cannot_tell", "confidence": 0.0, "events_at_zero": 0.34})
+    user = planner_messages(f, CAPTIONS, [])[1]["content"]
+    assert "floor_confidence=0.95" in user
+    assert "verdict=cannot_tell" in user and "events_at_zero=0.34" in user
+    system = planner_messages(f, CAPTIONS, [])[0]["content"]
+    assert "floor_confidence >= 0.9" in system and "never a reason to shift" in system
+    assert "floor_confidence" not in planner_messages(facts({}), CAPTIONS, [])[1]["content"]
