@@ -49,6 +49,8 @@ _GAINS = np.linspace(0.1, 1.0, 10)  # mid-gap gains a fill is calibrated over on
 _TAUS_S = (0.01, 0.003, 0.001)  # ... and edge time constants (1 at the edge: no click)
 _GAIN_MIN = float(_GAINS[0])  # a fill never falls below this: the gap is not left silent
 _LSAR_ORDER_MS = 21.0  # ... of this order (1024 at 48 kHz: spans voice pitch periods)
+_LSAR_MAX_GAIN = 2.0  # ... unless its RMS is over 6 dB above the louder side's (unstable)
+_SNAP_MS = 1.0  # a given span grows over digital silence this far at each edge
 
 
 class FillBlanksParams(ActionParams):
@@ -135,7 +137,7 @@ def fill_blanks(
     given = _given_spans(p.spans_s, sr, n) if p.spans_s is not None else None
     out = None
     for i, clip in enumerate(clips):
-        found = given if given is not None else find_dropouts(
+        found = _snapped(clip, given, sr) if given is not None else find_dropouts(
             clip, sr=sr, min_gap_ms=p.min_gap_ms, max_gap_ms=p.max_gap_ms, drop_db=p.drop_db
         )
         if not found:
@@ -170,6 +172,26 @@ def _given_spans(
         else:
             merged.append([s, e])
     return [(s, e, "gap") for s, e in merged]
+
+
+def _snapped(
+    clip: np.ndarray, spans: list[tuple[int, int, Kind]], sr: int
+) -> list[tuple[int, int, Kind]]:
+    """Given spans grown over the digital silence at their edges (at most ``_SNAP_MS``): spans
+    given in rounded seconds (a report's four decimals) miss a sample or two of the hole, and a
+    zero left beside a fill reads as known sound to it (an AR interpolation pinned to zero
+    there rang 20 dB over the music around it)."""
+    silent = np.abs(clip).sum(axis=0) <= 1e-6
+    reach = max(1, round(_SNAP_MS * sr / 1000.0))
+    out = []
+    for s, e, k in spans:
+        lo, hi = max(1, s - reach), min(silent.size - 1, e + reach)
+        while s > lo and silent[s - 1]:
+            s -= 1
+        while e < hi and silent[e]:
+            e += 1
+        out.append((s, e, k))
+    return out
 
 
 # --- filling ---------------------------------------------------------------------------------
@@ -223,7 +245,13 @@ def _estimate(
         if order >= 16:
             fill = np.stack([_lsar(x[ch], s, e, order, left_lim, right_lim)
                              for ch in range(x.shape[0])])
-            return fill, [], 1.0
+            sides = (x[:, max(left_lim, s - 3 * order) : s], x[:, e : min(right_lim, e + 3 * order)])
+            louder = max(float(np.sqrt(np.mean(c**2))) for c in sides)
+            if float(np.sqrt(np.mean(fill**2))) <= _LSAR_MAX_GAIN * louder:
+                return fill, [], 1.0
+            # an interpolation louder than the sound around it has gone unstable: copy instead
+            logger.info("action=fill_blanks: AR fill of %d-%d louder than its context; copying",
+                        s, e)
     mono = x.sum(axis=0)
     fwd = _lag(mono, s, g, tpl, min_lag, search, join, left_lim, right_lim, forward=True)
     bwd = _lag(mono, e, g, tpl, min_lag, search, join, left_lim, right_lim, forward=False)
