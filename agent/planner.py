@@ -330,6 +330,10 @@ def _music_veto(facts: Facts) -> str | None:
 def _speech_without_music(facts: Facts) -> bool:
     a = facts.audio
     music = music_share(a.tags)
+    # a music bed the noise hid from the tags, heard once the noise was taken down
+    # (perception's second listen), is music too: the speech denoiser would remove it
+    if a.music_under_noise is not None:
+        music = max(music or 0.0, a.music_under_noise)
     return (
         a.speech_fraction >= NEURAL_SPEECH_FRACTION
         and a.music_likelihood < 0.5

@@ -27,6 +27,7 @@ from avagent.actions import ACTIONS
 from avagent.agent.state import Plan, Round, Step
 from avagent.perception.facts import Facts
 from avagent.perception.noise import SEPARATE_FLOOR
+from avagent.perception.tags import MUSIC_SHARE
 
 __all__ = [
     "PROMPT_VERSION",
@@ -71,6 +72,8 @@ Rules:
 - Shift or change speed only when sync is measured as offset or drift, never when it cannot be told.
 - Denoise only when noise is measured (noise_kind not none); music is not noise. Under music, \
 denoise only a noise apart from it: floor_confidence >= {SEPARATE_FLOOR:g} and no hum.
+- neural_denoise is for speech without music: not where the tags hear music, nor where \
+music_under_noise (music heard once the noise is taken down) is {MUSIC_SHARE / 3:.2g} or more.
 - events_at_zero (0 chance .. 1 best lag) grades how well sound and picture pair as they stand; \
 it is evidence for a score, never a reason to shift.
 - Apply actions in this order: declip, remove_hum, fill_blanks, denoise, speed/pitch, volume last.
@@ -135,7 +138,7 @@ def facts_brief(facts: Facts) -> str:
         "snr_db": a.snr_db, "noise_kind": a.noise_kind.value,
         "noise_confidence": a.noise_confidence, "hum_hz": a.hum_hz, "hum_db": a.hum_db,
         "speech_fraction": a.speech_fraction, "music_likelihood": a.music_likelihood,
-        "floor_confidence": a.floor_confidence,
+        "floor_confidence": a.floor_confidence, "music_under_noise": a.music_under_noise,
     }
     if a.speech_quality:
         audio["dnsmos_ovrl"] = a.speech_quality.get("ovrl")

@@ -272,6 +272,10 @@ def analyze_window(
         quality = _speech_quality(y16, mask, vad_hop)
         tick("dnsmos")
 
+    tags = tags_or_none(y16, sr=ANALYSIS_SR)  # what is heard: speech, music, crowd, ...
+    under = _music_under_noise(y16, tags, snr_db=float(snr), silent=bool(silent))
+    tick("tags")
+
     facts = AudioFacts(
         duration_s=round(duration, 4),
         sample_rate=int(sr),
@@ -293,7 +297,8 @@ def analyze_window(
                           if kind in SEPARABLE_KINDS and not silent else None),
         speech_quality=quality,
         dropouts=dropouts,
-        tags=tags_or_none(y16, sr=ANALYSIS_SR),  # what is heard: speech, music, crowd, ...
+        tags=tags,
+        music_under_noise=None if under is None else round(under, 3),
         content=content_print(y16),  # what a repair must keep (reflection's damage check)
     )
     logger.debug(
@@ -307,6 +312,32 @@ def analyze_window(
         time.perf_counter() - t0,
     )
     return facts
+
+
+# A music bed under narration drowns in noise for the tagger: a real explainer's bed ("Wanna Work
+# Together?", music in 9 of 11 patches clean) under white noise at 5 dB SNR is heard in none, and
+# in 2 of 11 once the noise is Wiener-filtered down; speech alone in noise (the suite's 24
+# speech-in-noise cases) is heard as music in none of them either way. Where the planner would
+# reach for the speech denoiser (speech heard, music not, noise audible), the clip is heard a
+# second time with the noise taken down.
+UNMASK_SNR_DB = 20.0  # the planner's NOISE_SNR_DB: above it no denoiser is planned at all
+
+
+def _music_under_noise(y16: np.ndarray, tags: object, *, snr_db: float, silent: bool
+                       ) -> float | None:
+    """Music/singing share of a Wiener-filtered copy's tags, or None where not asked (no
+    tags, silence, little noise, no speech heard, or music heard already)."""
+    from avagent.perception.tags import MUSIC_SHARE, AudioTags, music_share
+
+    if not isinstance(tags, AudioTags) or silent or snr_db >= UNMASK_SNR_DB:
+        return None
+    heard = music_share(tags) or 0.0
+    if tags.share("speech") < MUSIC_SHARE or heard >= MUSIC_SHARE / 3:
+        return None
+    from avagent.actions import apply_action
+
+    again = tags_or_none(np.asarray(apply_action("wiener", y16, sr=ANALYSIS_SR)), sr=ANALYSIS_SR)
+    return None if again is None else music_share(again)
 
 
 class _Ticker:

@@ -71,6 +71,13 @@ class AudioFacts(BaseModel):
     tags: AudioTags | None = Field(
         None, description="AudioSet tags (YAMNet) over the clip; None without the tagger"
     )
+    music_under_noise: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="share of patches in which the tagger hears music or singing once the "
+        "measured noise is taken down (a Wiener-filtered copy): a music bed under speech that "
+        "the noise hid from the tags; measured only where speech in audible noise was heard "
+        "without music",
+    )
     # What a repair must keep (reflection's damage check); in memory only, never serialised.
     content: SkipJsonSchema[ContentPrint | None] = Field(None, exclude=True, repr=False)
 

@@ -87,11 +87,13 @@ def test_findings_restate_each_family_and_open_the_answer():
 def test_facts_carry_the_floor_and_the_graded_sync_evidence():
     # The two measurements the rule planner and critic decide music beds and undecided timings
     # by reach the LLM planner too, and its rules say what they are for.
-    f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 8.0, "floor_confidence": 0.95},
+    f = facts({"noise_kind": NoiseKind.BROADBAND, "snr_db": 8.0, "floor_confidence": 0.95,
+               "music_under_noise": 0.36},
               {"verdict": "cannot_tell", "confidence": 0.0, "events_at_zero": 0.34})
     user = planner_messages(f, CAPTIONS, [])[1]["content"]
-    assert "floor_confidence=0.95" in user
+    assert "floor_confidence=0.95" in user and "music_under_noise=0.36" in user
     assert "verdict=cannot_tell" in user and "events_at_zero=0.34" in user
     system = planner_messages(f, CAPTIONS, [])[0]["content"]
     assert "floor_confidence >= 0.9" in system and "never a reason to shift" in system
+    assert "music_under_noise" in system
     assert "floor_confidence" not in planner_messages(facts({}), CAPTIONS, [])[1]["content"]
