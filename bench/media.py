@@ -74,6 +74,15 @@ SOURCES: dict[str, Source] = {
         # a real talking head: KPhotoAlbum's demo movie (GPL-2+), a man speaking to a webcam,
         # 4.5 s, 160x120 at 15 fps, 11 kHz 8-bit sound
         Source("webcam", "deb", "kphotoalbum", ("usr/share/kphotoalbum/demo/movie.avi",)),
+        # narration over a music bed: Creative Commons' animated explainer "Wanna Work Together?"
+        # as OpenBoard ships it (openboard-common, GPL-3 per its copyright file), 180 s, 480x352
+        Source("explainer", "deb", "openboard-common",
+               ("usr/share/openboard/library/videos/wannaworktogether.mp4",)),
+        # a second real talking head: a man with glasses and a headset in a webcam inset over a
+        # terminal screencast, 8.3 s 1280x720, saying "hello world" and typing; its sound carries
+        # 60 Hz hum (forensics-samples-files, CC-BY-SA-4.0, (c) 2019-2020 Joao Eriberto Mota Filho)
+        Source("screencast", "deb", "forensics-samples-files",
+               ("usr/share/forensics-samples/original-files/movie2/movie-hello.mp4",)),
     )
 }
 

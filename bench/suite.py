@@ -165,14 +165,24 @@ def _normalise(y: np.ndarray, sr: int, lufs: float = -23.0) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def video_source(filename: str, source: str = "videos", content: str = "music",
-                 timing_only: bool = False) -> Source:
+                 timing_only: bool = False, start_s: float = 0.0,
+                 duration_s: float | None = None) -> Source:
+    """A real video's sound and picture; ``start_s`` / ``duration_s`` cut an excerpt of a long
+    one (frame times and the picture's duration start again at 0)."""
     from avagent.service import media as av_media
 
     path = media.path(source, filename)
     y, sr = av_media.load_audio(path)
     frames = av_media.load_frames(path, fps=FPS, width=FRAME_W)
-    return Source(f"video:{path.name}", "video", content, np.asarray(y, np.float64), sr, frames,
-                  timing_only)
+    y = np.asarray(y, np.float64)
+    if start_s or duration_s is not None:
+        end = frames.duration_s if duration_s is None else start_s + duration_s
+        keep = (frames.times_s >= start_s) & (frames.times_s < end)
+        frames = FrameSet(frames.frames[keep].copy(), frames.times_s[keep] - start_s,
+                          frames.sample_fps, frames.fps, frames.width, frames.height,
+                          end - start_s)
+        y = y[:, round(start_s * sr) : round(end * sr)].copy()
+    return Source(f"video:{path.name}", "video", content, y, sr, frames, timing_only)
 
 
 @functools.lru_cache(maxsize=16)
@@ -241,6 +251,14 @@ def sources(size: str) -> list[Source]:
             # webcam), added after every rule and threshold was set. Its own sound carries
             # webcam hiss (13 dB SNR, DNSMOS 2.4), so only its timing faults are planted.
             video_source("movie.avi", "webcam", "speech", timing_only=True),
+            # issue 11's first failure class, on a real video: narration over a music bed (the
+            # tags hear speech in 9 and music in 9 of the excerpt's 11 patches). Its programme
+            # carries music, so it is judged as music: never worse than `none`.
+            video_source("wannaworktogether.mp4", "explainer", "music", start_s=12.0,
+                         duration_s=6.0),
+            # issue 12: a second real talking head, in a webcam inset over a screencast; its own
+            # sound carries 60 Hz hum and typing, so only its timing faults are planted
+            video_source("movie-hello.mp4", "screencast", "speech", timing_only=True),
         ]
     return out
 

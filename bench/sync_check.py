@@ -83,6 +83,11 @@ def protocol_sources() -> list[suite.Source]:
         # 15 fps; its own sound has webcam hiss (13 dB SNR): a truth for timing, not a clean
         # control
         suite.video_source("movie.avi", "webcam", "speech"),
+        # narration over a music bed (an animated explainer) and a second real talking head (a
+        # webcam inset over a screencast, its sound with hum and typing)
+        suite.video_source("wannaworktogether.mp4", "explainer", "music", start_s=12.0,
+                           duration_s=6.0),
+        suite.video_source("movie-hello.mp4", "screencast", "speech"),
     ]
 
 
