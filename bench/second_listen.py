@@ -10,6 +10,7 @@ copy, the share of its patches with music or singing. See docs/actions.md.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ from avagent.bench import corrupt, media, suite
 from avagent.perception import tags
 from avagent.perception.spectrum import to_16k, to_mono
 
-CLEANERS = (("wiener", {}), ("spectral_gating", {"stationary": True}),
-            ("spectral_subtraction", {}))
+CLEANERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("wiener", {}), ("spectral_gating", {"stationary": True}), ("spectral_subtraction", {}))
 EXCERPTS_S = (6.0, 12.0, 18.0, 60.0, 90.0, 108.0, 114.0)
 NOISES = (("white", 5.0), ("rain", 10.0), ("pink", 10.0), ("white", 10.0), ("hiss", 0.0),
           ("pink", 0.0))
