@@ -113,14 +113,21 @@ def face_track(frames: FrameSet, dets: dict[int, list[tuple]] | None = None) -> 
 
 def mouth_motion(frames: FrameSet, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(times, motion) at the kept (non-duplicate) frames: motion-compensated mean |Δ| of the
-    mouth region (lower-middle of the face box) against the previous kept frame."""
+    mouth region (lower-middle of the face box) against the previous kept frame.
+
+    A frame repeats the one before when the *face box* changed by under ``DUP_LEVEL``: a webcam
+    inset over a screencast (4 % of the picture) or a still face small in a wide shot changes
+    the whole frame by far less than that even while the mouth moves."""
     f = frames.frames.astype(np.int16)
+    H, W = f.shape[1:]
     keep = [0]
     for i in range(1, f.shape[0]):
-        if float(np.abs(f[i] - f[keep[-1]]).mean()) >= DUP_LEVEL:
+        x, y, w, h = (round(float(v)) for v in boxes[i])
+        x0, y0 = min(max(x, 0), W - 1), min(max(y, 0), H - 1)
+        x1, y1 = max(min(x + w, W), x0 + 1), max(min(y + h, H), y0 + 1)
+        if float(np.abs(f[i, y0:y1, x0:x1] - f[keep[-1], y0:y1, x0:x1]).mean()) >= DUP_LEVEL:
             keep.append(i)
     times, motion = [], []
-    H, W = f.shape[1:]
     p = COMP_PX
     for prev, i in itertools.pairwise(keep):
         x, y, w, h = boxes[i]

@@ -16,7 +16,10 @@ from avagent.perception import faces  # noqa: E402
 
 
 def talking_head(delay_ms: float, *, seed: int = 0, dur: float = 9.0, static: bool = False,
-                 other_voice: bool = False):
+                 other_voice: bool = False, jitter: bool = True,
+                 inset_in: tuple[int, int] | None = None):
+    """``inset_in=(W, H)``: the 160 px head as a webcam inset at (24, 16) of a still W x H
+    picture (a screencast's terminal); ``jitter=False``: a head on a tripod."""
     sr = 48000
     clip = signals.speech(duration_s=dur, seed=seed)
     voice = np.asarray(clip.y, np.float64)[0]
@@ -52,7 +55,16 @@ def talking_head(delay_ms: float, *, seed: int = 0, dur: float = 9.0, static: bo
         f = base.copy()
         o = 0.0 if static else float(env[min(int(t * 100), env.size - 1)])
         cv2.ellipse(f, (cx, cy), (5, 1 + int(4 * o)), 0, 0, 360, 30, -1)
-        out[i] = np.roll(f, tuple(rng.integers(-1, 2, 2)), axis=(0, 1))  # head jitter
+        shift = tuple(rng.integers(-1, 2, 2)) if jitter else (0, 0)
+        out[i] = np.roll(f, shift, axis=(0, 1))  # head jitter
+        if not jitter:  # a camera's sensor noise (1 grey level): a new frame is never a copy
+            out[i] = np.clip(out[i] + rng.normal(0, 1, out[i].shape), 0, 255).astype(np.uint8)
+    if inset_in is not None:
+        W, H = inset_in
+        screen = np.random.default_rng(seed + 2).integers(0, 40, (H, W)).astype(np.uint8)
+        big = np.repeat(screen[None], times.size, axis=0)
+        big[:, 16:176, 24:184] = out
+        return y, sr, FrameSet(big, times, fps, 25.0, W, H, dur)
     return y, sr, FrameSet(out, times, fps, 25.0, 640, 640, dur)
 
 
@@ -63,6 +75,19 @@ def test_mouth_follows_planted_offsets(delay_ms):
     s = faces.mouth_sync(y, sr, frames)
     assert s.delay_ms is not None, s
     assert abs(s.delay_ms - delay_ms) <= 45.0
+
+
+@pytest.mark.media
+def test_a_still_head_in_a_webcam_inset_is_read():
+    # the inset is 6 % of the picture and the head does not move: the whole frame changes by
+    # under the duplicate level while the mouth moves, so duplicates are judged on the face box
+    y, sr, frames = talking_head(240.0, jitter=False, inset_in=(800, 450))
+    found = faces.detect_faces(frames)[0]  # Haar finds this 34 px face in 5 of 12 detections
+    assert found
+    boxes = np.tile(np.asarray(found[0], dtype=np.float64), (frames.frames.shape[0], 1))
+    s = faces.mouth_sync(y, sr, frames, boxes)
+    assert s.delay_ms is not None, s
+    assert abs(s.delay_ms - 240.0) <= 45.0
 
 
 @pytest.mark.media
