@@ -56,7 +56,7 @@ from avagent.perception.spectrum import (
     to_16k,
     to_mono,
 )
-from avagent.perception.tags import tags_or_none
+from avagent.perception.tags import MUSIC_SHARE, AudioTags, music_share, tags_or_none
 
 __all__ = [
     "analyze_audio",
@@ -316,20 +316,19 @@ def analyze_window(
 
 # A music bed under narration drowns in noise for the tagger: a real explainer's bed ("Wanna Work
 # Together?", music in 9 of 11 patches clean) under white noise at 5 dB SNR is heard in none, and
-# in 2 of 11 once the noise is Wiener-filtered down; speech alone in noise (the suite's 24
-# speech-in-noise cases) is heard as music in none of them either way. Where the planner would
+# in 4 of 11 once the noise is Wiener-filtered down (its 18-24 s, the test's case); speech alone
+# in noise (the suite's 24 speech-in-noise cases) is heard as music in none of them either way
+# (`python -m avagent.bench.second_listen`, docs/actions.md). Where the planner would
 # reach for the speech denoiser (speech heard, music not, noise audible), the clip is heard a
 # second time with the noise taken down.
 UNMASK_SNR_DB = 20.0  # the planner's NOISE_SNR_DB: above it no denoiser is planned at all
 
 
-def _music_under_noise(y16: np.ndarray, tags: object, *, snr_db: float, silent: bool
-                       ) -> float | None:
+def _music_under_noise(y16: np.ndarray, tags: AudioTags | None, *, snr_db: float,
+                       silent: bool) -> float | None:
     """Music/singing share of a Wiener-filtered copy's tags, or None where not asked (no
     tags, silence, little noise, no speech heard, or music heard already)."""
-    from avagent.perception.tags import MUSIC_SHARE, AudioTags, music_share
-
-    if not isinstance(tags, AudioTags) or silent or snr_db >= UNMASK_SNR_DB:
+    if tags is None or silent or snr_db >= UNMASK_SNR_DB:
         return None
     heard = music_share(tags) or 0.0
     if tags.share("speech") < MUSIC_SHARE or heard >= MUSIC_SHARE / 3:
